@@ -1,0 +1,186 @@
+// Package app is the plexus-agent command: `run` serves the shim socket,
+// `status` prints the network-status of attached pods from the records.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/plexus-cni/plexus/agent/attach"
+	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/record"
+	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/server"
+	"github.com/plexus-cni/plexus/agent/source/local"
+	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
+)
+
+// Version is the agent's build version, set by the linker.
+var Version = "dev"
+
+const usage = `usage: plexus-agent <command> [flags]
+
+commands:
+  run     serve CNI requests from the plexus shim
+  status  print the network-status of attached pods (from the records)
+  version print the version`
+
+// Run executes the command line args (without the program name).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%s", usage)
+	}
+	switch args[0] {
+	case "run":
+		return runAgent(ctx, args[1:], stderr)
+	case "status":
+		return runStatus(args[1:], stdout)
+	case "version":
+		_, err := fmt.Fprintln(stdout, Version)
+		return err
+	default:
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+}
+
+func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/plexus/agent.yaml", "agent configuration file")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Local == nil {
+		return errors.New("Kubernetes mode is not available yet; set local.manifestsDir in the config to run in local mode")
+	}
+	mgr, err := NewLocalManager(cfg, log)
+	if err != nil {
+		return err
+	}
+	l, err := server.Listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	log.Info("plexus agent serving", "socket", cfg.Socket, "mode", "local", "manifests", cfg.Local.ManifestsDir, "version", Version)
+	srv := &server.Server{Handler: Handler(mgr), Version: Version, Log: log, Limit: cfg.MaxConcurrent}
+	return srv.Serve(ctx, l)
+}
+
+// NewLocalManager builds the core for local mode.
+func NewLocalManager(cfg *config.Config, log *slog.Logger) (*attach.Manager, error) {
+	records, err := record.Open(filepath.Join(cfg.StateDir, "records"))
+	if err != nil {
+		return nil, err
+	}
+	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
+	return attach.New(attach.Options{
+		Config: attach.Config{
+			ClusterNetwork:     cfg.ClusterNetwork,
+			DefaultNetworks:    cfg.DefaultNetworks,
+			SystemNamespace:    cfg.SystemNamespace,
+			SystemNamespaces:   cfg.SystemNamespaces,
+			NamespaceIsolation: cfg.NamespaceIsolation,
+			GlobalNamespaces:   cfg.GlobalNamespaces,
+			BinDirs:            cfg.BinDirs,
+		},
+		Pods:     dir,
+		Resolver: &resolve.Resolver{NADs: dir, ConfDir: cfg.CNIConfDir},
+		Records:  records,
+		CacheDir: filepath.Join(cfg.StateDir, "cache"),
+		Log:      log,
+	})
+}
+
+var verbs = map[plexusv1.Verb]attach.Verb{
+	plexusv1.Verb_VERB_ADD:    attach.VerbAdd,
+	plexusv1.Verb_VERB_DEL:    attach.VerbDel,
+	plexusv1.Verb_VERB_CHECK:  attach.VerbCheck,
+	plexusv1.Verb_VERB_STATUS: attach.VerbStatus,
+	plexusv1.Verb_VERB_GC:     attach.VerbGC,
+}
+
+// Handler adapts the core to the shim protocol.
+func Handler(mgr *attach.Manager) server.Handler {
+	return server.HandlerFunc(func(ctx context.Context, req *plexusv1.CNIRequest) *plexusv1.CNIResponse {
+		verb, ok := verbs[req.Verb]
+		if !ok {
+			return &plexusv1.CNIResponse{Error: &plexusv1.Error{Code: uint32(attach.CodeInvalidEnv), Msg: fmt.Sprintf("unknown verb %v", req.Verb)}}
+		}
+		out, err := mgr.Handle(ctx, &attach.Request{
+			Verb:        verb,
+			ContainerID: req.ContainerId,
+			Netns:       req.Netns,
+			IfName:      req.Ifname,
+			Args:        req.Args,
+			Path:        attach.SplitPath(req.Path),
+			Config:      req.Config,
+		})
+		if err != nil {
+			e := attach.ToCNIError(err)
+			return &plexusv1.CNIResponse{Error: &plexusv1.Error{Code: uint32(e.Code), Msg: e.Msg, Details: e.Details}}
+		}
+		return &plexusv1.CNIResponse{Result: out}
+	})
+}
+
+func runStatus(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	configPath := fs.String("config", "/etc/plexus/agent.yaml", "agent configuration file")
+	pod := fs.String("pod", "", "only this pod (namespace/name)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	records, err := record.Open(filepath.Join(cfg.StateDir, "records"))
+	if err != nil {
+		return err
+	}
+	recs, err := records.List()
+	if err != nil {
+		return err
+	}
+	type podStatus struct {
+		Pod           string          `json:"pod"`
+		ContainerID   string          `json:"containerID"`
+		Complete      bool            `json:"complete"`
+		NetworkStatus json.RawMessage `json:"networkStatus"`
+	}
+	out := []podStatus{}
+	for _, r := range recs {
+		name := r.PodNamespace + "/" + r.PodName
+		if *pod != "" && name != *pod {
+			continue
+		}
+		status := r.Status
+		if len(status) == 0 {
+			status = json.RawMessage("null")
+		}
+		out = append(out, podStatus{Pod: name, ContainerID: r.ContainerID, Complete: r.Complete, NetworkStatus: status})
+	}
+	if *pod != "" && len(out) == 0 {
+		return fmt.Errorf("no attachment record for pod %s", strings.TrimSpace(*pod))
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

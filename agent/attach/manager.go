@@ -1,0 +1,152 @@
+// Package attach is the agent's core: for one CNI invocation it selects the
+// pod's networks, resolves them to delegate configurations, invokes the
+// delegates through libcni in order (cluster default network first), records
+// what it attached, and builds the network-status. DEL, CHECK and GC work
+// from the records alone, so they need no API server.
+package attach
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+
+	"github.com/plexus-cni/plexus/agent/netstatus"
+	"github.com/plexus-cni/plexus/agent/record"
+	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/source"
+)
+
+// Config is the part of the agent configuration the core uses.
+type Config struct {
+	// ClusterNetwork is the cluster default network every pod gets first:
+	// "namespace/name" of a NAD, an absolute path to a conf file, or a
+	// network name resolved as a NAD in SystemNamespace and then as an
+	// on-disk configuration in the CNI conf dir.
+	ClusterNetwork string
+	// DefaultNetworks are attached to every pod (outside SystemNamespaces)
+	// before the ones its annotation asks for: "[namespace/]name".
+	DefaultNetworks []string
+	// SystemNamespace is where bare network names in ClusterNetwork and
+	// DefaultNetworks are looked up.
+	SystemNamespace string
+	// SystemNamespaces get only the cluster default network.
+	SystemNamespaces []string
+	// NamespaceIsolation restricts pods to NADs of their own namespace and
+	// of GlobalNamespaces.
+	NamespaceIsolation bool
+	GlobalNamespaces   []string
+	// BinDirs, when set, replace CNI_PATH for delegates.
+	BinDirs []string
+}
+
+// StatusReporter publishes a pod's network-status: an annotation patch and
+// Events in Kubernetes mode; nothing in local mode (the status is kept in
+// the record and shown by `plexus-agent status`).
+type StatusReporter interface {
+	Report(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error
+	Failed(ctx context.Context, pod *source.Pod, err error)
+}
+
+// Manager serves CNI verbs.
+type Manager struct {
+	cfg      Config
+	pods     source.PodGetter
+	resolver *resolve.Resolver
+	records  *record.Store
+	cacheDir string
+	exec     invoke.Exec
+	reporter StatusReporter
+	log      *slog.Logger
+
+	// gcLock: GC runs alone; every other verb holds it shared.
+	gcLock sync.RWMutex
+	// containers serializes verbs for one container.
+	containers keyedMutex
+}
+
+// Options configures a Manager.
+type Options struct {
+	Config   Config
+	Pods     source.PodGetter
+	Resolver *resolve.Resolver
+	Records  *record.Store
+	// CacheDir is libcni's result cache.
+	CacheDir string
+	// Exec runs plugins; nil means libcni's default (fork/exec).
+	Exec     invoke.Exec
+	Reporter StatusReporter
+	Log      *slog.Logger
+}
+
+// New returns a Manager.
+func New(o Options) (*Manager, error) {
+	if o.Pods == nil || o.Resolver == nil || o.Records == nil || o.CacheDir == "" {
+		return nil, fmt.Errorf("attach: Pods, Resolver, Records and CacheDir are required")
+	}
+	if strings.TrimSpace(o.Config.ClusterNetwork) == "" {
+		return nil, fmt.Errorf("attach: no cluster network configured")
+	}
+	if o.Config.SystemNamespace == "" {
+		o.Config.SystemNamespace = "kube-system"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{
+		cfg:      o.Config,
+		pods:     o.Pods,
+		resolver: o.Resolver,
+		records:  o.Records,
+		cacheDir: o.CacheDir,
+		exec:     o.Exec,
+		reporter: o.Reporter,
+		log:      o.Log,
+	}, nil
+}
+
+func (m *Manager) cni(path []string) *libcni.CNIConfig {
+	if len(m.cfg.BinDirs) > 0 {
+		path = m.cfg.BinDirs
+	}
+	return libcni.NewCNIConfigWithCacheDir(path, m.cacheDir, m.exec)
+}
+
+// keyedMutex is a set of mutexes created on demand and dropped when unused.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedEntry{}
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

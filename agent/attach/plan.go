@@ -1,0 +1,213 @@
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/selection"
+	"github.com/plexus-cni/plexus/agent/source"
+)
+
+// planned is one attachment ADD will make.
+type planned struct {
+	network *resolve.Network
+	ifname  string
+	primary bool
+	// capArgs become the delegate's runtimeConfig (libcni passes only the
+	// keys a plugin declares as capabilities).
+	capArgs map[string]any
+	// defaultRoute is the selection's default-route gateways.
+	defaultRoute []net.IP
+}
+
+// selectionCapabilities maps selection keys to the CNI capability carrying
+// them.
+var selectionCapabilities = []struct{ field, capability string }{
+	{"ips", "ips"},
+	{"mac", "mac"},
+	{"portMappings", "portMappings"},
+	{"bandwidth", "bandwidth"},
+	{"infiniband-guid", "infinibandGUID"},
+}
+
+// plan turns the pod and its selection into the ordered attachment list:
+// the cluster default network first, then every selected network.
+func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([]planned, error) {
+	primary, err := m.primaryNetwork(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	// Runtime-supplied runtimeConfig (port mappings, bandwidth from the pod
+	// spec) belongs to the cluster default network only.
+	out := []planned{{network: primary, ifname: inv.IfName, primary: true, capArgs: inv.conf.RuntimeConfig}}
+	if pod == nil || slices.Contains(m.cfg.SystemNamespaces, pod.Namespace) {
+		return out, nil
+	}
+	ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
+	var elems []selection.Element
+	for _, name := range m.cfg.DefaultNetworks {
+		e, err := selection.Parse(selection.PodRef{Namespace: m.cfg.SystemNamespace, Name: pod.Name}, name)
+		if err != nil || len(e) != 1 {
+			return nil, withCode(CodeInvalidConfig, fmt.Errorf("agent defaultNetworks entry %q is invalid: %w", name, err))
+		}
+		elems = append(elems, e[0])
+	}
+	selected, err := selection.Parse(ref, pod.Annotations[selection.NetworksAnnotation])
+	if err != nil {
+		return nil, err
+	}
+	elems = append(elems, selected...)
+
+	ifnames := map[string]bool{inv.IfName: true}
+	var v4Route, v6Route string
+	for i := range elems {
+		e := &elems[i]
+		if err := m.checkIsolation(pod, e.Namespace, e.Name, "network selection"); err != nil {
+			return nil, err
+		}
+		net, err := m.resolver.NAD(ctx, e.Namespace, e.Name)
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: resolve network %s: %w", ref, e.Key(), err)
+		}
+		p := planned{network: net, ifname: e.Interface, defaultRoute: e.DefaultRoute}
+		if p.ifname == "" {
+			p.ifname = "net" + strconv.Itoa(i+1)
+		}
+		if ifnames[p.ifname] {
+			return nil, &selection.Error{Pod: ref, Network: e.Key(), Field: "interface", Reason: fmt.Sprintf("interface name %q is used twice in the pod", p.ifname)}
+		}
+		ifnames[p.ifname] = true
+		for _, gw := range e.DefaultRoute {
+			claim := &v6Route
+			if gw.To4() != nil {
+				claim = &v4Route
+			}
+			if *claim != "" {
+				return nil, &selection.Error{Pod: ref, Network: e.Key(), Field: "default-route", Reason: fmt.Sprintf("%s already claims the default route for this IP family", *claim)}
+			}
+			*claim = e.Key()
+		}
+		if p.capArgs, err = capabilityArgs(ref, e, net.Config); err != nil {
+			return nil, err
+		}
+		if p.network, err = injectSelection(net, e); err != nil {
+			return nil, fmt.Errorf("pod %s: network %s: %w", ref, e.Key(), err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// primaryNetwork resolves the cluster default network, or the pod's
+// default-network override.
+func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod) (*resolve.Network, error) {
+	if pod != nil {
+		ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
+		override, err := selection.ParseDefaultNetwork(ref, pod.Annotations[selection.DefaultNetworkAnnotation])
+		if err != nil {
+			return nil, err
+		}
+		if override != nil {
+			// Unlike Multus, isolation applies to the override too.
+			if err := m.checkIsolation(pod, override.Namespace, override.Name, selection.DefaultNetworkAnnotation); err != nil {
+				return nil, err
+			}
+			net, err := m.resolver.NAD(ctx, override.Namespace, override.Name)
+			if err != nil {
+				return nil, fmt.Errorf("pod %s: resolve default network override %s: %w", ref, override.Key(), err)
+			}
+			return net, nil
+		}
+	}
+	return m.clusterNetwork(ctx)
+}
+
+// clusterNetwork resolves Config.ClusterNetwork.
+func (m *Manager) clusterNetwork(ctx context.Context) (*resolve.Network, error) {
+	name := m.cfg.ClusterNetwork
+	var (
+		net *resolve.Network
+		err error
+	)
+	switch {
+	case filepath.IsAbs(name):
+		net, err = m.resolver.ConfFile(name)
+	case strings.Contains(name, "/"):
+		ns, n, _ := strings.Cut(name, "/")
+		net, err = m.resolver.NAD(ctx, ns, n)
+	default:
+		net, err = m.resolver.NAD(ctx, m.cfg.SystemNamespace, name)
+		if errors.Is(err, source.ErrNotFound) {
+			net, err = m.resolver.ConfName(name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve cluster network %q: %w", name, err)
+	}
+	return net, nil
+}
+
+// checkIsolation enforces namespaceIsolation: a pod may use NADs of its own
+// namespace and of the global namespaces only.
+func (m *Manager) checkIsolation(pod *source.Pod, nadNamespace, nadName, what string) error {
+	if !m.cfg.NamespaceIsolation || nadNamespace == pod.Namespace || slices.Contains(m.cfg.GlobalNamespaces, nadNamespace) {
+		return nil
+	}
+	return &ForbiddenError{Msg: fmt.Sprintf("pod %s/%s: %s names NetworkAttachmentDefinition %s/%s of another namespace, which namespace isolation forbids (allowed: %s, %s)",
+		pod.Namespace, pod.Name, what, nadNamespace, nadName, pod.Namespace, strings.Join(m.cfg.GlobalNamespaces, ", "))}
+}
+
+// capabilityArgs routes the selection's runtime keys to runtimeConfig and
+// fails when no plugin of the network declares the capability: silently
+// dropping a requested static IP or MAC would be worse than failing.
+func capabilityArgs(pod selection.PodRef, e *selection.Element, list *libcni.NetworkConfigList) (map[string]any, error) {
+	values := map[string]any{}
+	if len(e.IPs) > 0 {
+		values["ips"] = e.IPs
+	}
+	if e.MAC != "" {
+		values["mac"] = e.MAC
+	}
+	if len(e.PortMappings) > 0 {
+		values["portMappings"] = e.PortMappings
+	}
+	if e.Bandwidth != nil {
+		values["bandwidth"] = e.Bandwidth
+	}
+	if e.InfinibandGUID != "" {
+		values["infinibandGUID"] = e.InfinibandGUID
+	}
+	for _, sc := range selectionCapabilities {
+		if _, ok := values[sc.capability]; ok && !declares(list, sc.capability) {
+			return nil, &selection.Error{Pod: pod, Network: e.Key(), Field: sc.field,
+				Reason: fmt.Sprintf("no plugin of network %s declares the %q capability", e.Key(), sc.capability)}
+		}
+	}
+	if e.DeviceID != "" {
+		// deviceID is also injected into the config; runtimeConfig carries
+		// it to plugins that declare the capability.
+		values["deviceID"] = e.DeviceID
+	}
+	if len(values) == 0 {
+		return nil, nil
+	}
+	return values, nil
+}
+
+func declares(list *libcni.NetworkConfigList, capability string) bool {
+	for _, p := range list.Plugins {
+		if p.Network.Capabilities[capability] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,123 @@
+// Package config loads the agent's configuration file (YAML or JSON).
+// docs/agent-config.md documents every key.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/plexus-cni/plexus/agent/selection"
+)
+
+// Config is the agent configuration.
+type Config struct {
+	// Socket is where the shim connects.
+	Socket string `json:"socket,omitempty"`
+	// StateDir holds attachment records and libcni's result cache.
+	StateDir string `json:"stateDir,omitempty"`
+	// CNIConfDir is searched for delegate configurations by name.
+	CNIConfDir string `json:"cniConfDir,omitempty"`
+	// BinDirs, when set, replace the runtime's CNI_PATH for delegates.
+	BinDirs []string `json:"binDirs,omitempty"`
+
+	ClusterNetwork     string   `json:"clusterNetwork"`
+	DefaultNetworks    []string `json:"defaultNetworks,omitempty"`
+	SystemNamespace    string   `json:"systemNamespace,omitempty"`
+	SystemNamespaces   []string `json:"systemNamespaces,omitempty"`
+	NamespaceIsolation bool     `json:"namespaceIsolation,omitempty"`
+	GlobalNamespaces   []string `json:"globalNamespaces,omitempty"`
+
+	// MaxConcurrent caps CNI requests served at once.
+	MaxConcurrent int `json:"maxConcurrent,omitempty"`
+
+	// Local, when set, runs the agent without Kubernetes.
+	Local *Local `json:"local,omitempty"`
+}
+
+// Local configures local mode.
+type Local struct {
+	// ManifestsDir holds NAD and Pod manifests.
+	ManifestsDir string `json:"manifestsDir"`
+}
+
+// Defaults for unset keys.
+const (
+	DefaultSocket     = "/run/plexus/agent.sock"
+	DefaultStateDir   = "/var/lib/plexus"
+	DefaultCNIConfDir = "/etc/cni/net.d"
+)
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read agent config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes and validates a configuration; name is used in errors.
+func Parse(data []byte, name string) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(bytes.TrimSpace(data), &c); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", name, err)
+	}
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Socket == "" {
+		c.Socket = DefaultSocket
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.CNIConfDir == "" {
+		c.CNIConfDir = DefaultCNIConfDir
+	}
+	if c.SystemNamespace == "" {
+		c.SystemNamespace = "kube-system"
+	}
+	if c.SystemNamespaces == nil {
+		c.SystemNamespaces = []string{"kube-system"}
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = 64
+	}
+}
+
+func (c *Config) validate() error {
+	if c.ClusterNetwork == "" {
+		return fmt.Errorf("clusterNetwork: required (a NAD, a conf name or a conf file path)")
+	}
+	for _, p := range []struct{ key, val string }{{"socket", c.Socket}, {"stateDir", c.StateDir}, {"cniConfDir", c.CNIConfDir}} {
+		if !filepath.IsAbs(p.val) {
+			return fmt.Errorf("%s: %q must be an absolute path", p.key, p.val)
+		}
+	}
+	for _, d := range c.BinDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("binDirs: %q must be an absolute path", d)
+		}
+	}
+	for _, ns := range append(append([]string{c.SystemNamespace}, c.SystemNamespaces...), c.GlobalNamespaces...) {
+		if !selection.IsDNS1123Label(ns) {
+			return fmt.Errorf("namespace %q is not a DNS-1123 label", ns)
+		}
+	}
+	if c.MaxConcurrent < 0 {
+		return fmt.Errorf("maxConcurrent: must not be negative")
+	}
+	if c.Local != nil && !filepath.IsAbs(c.Local.ManifestsDir) {
+		return fmt.Errorf("local.manifestsDir: %q must be an absolute path", c.Local.ManifestsDir)
+	}
+	return nil
+}

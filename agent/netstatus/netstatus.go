@@ -1,0 +1,133 @@
+// Package netstatus builds the k8s.v1.cni.cncf.io/network-status annotation
+// value from delegate results (multi-net spec v1.3, section 4.1.2.1.x).
+package netstatus
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// Entry is one element of the network-status list. The spec's field is
+// "default-route"; the older "gateway" key is not written.
+type Entry struct {
+	Name         string      `json:"name"`
+	Interface    string      `json:"interface,omitempty"`
+	IPs          []string    `json:"ips,omitempty"`
+	MAC          string      `json:"mac,omitempty"`
+	MTU          int         `json:"mtu,omitempty"`
+	Default      bool        `json:"default,omitempty"`
+	DNS          *types.DNS  `json:"dns,omitempty"`
+	DefaultRoute []string    `json:"default-route,omitempty"`
+	DeviceInfo   *DeviceInfo `json:"device-info,omitempty"`
+}
+
+// DeviceInfo is the Device Info spec v1.1 object.
+type DeviceInfo struct {
+	Type    string   `json:"type"`
+	Version string   `json:"version"`
+	PCI     *PCIInfo `json:"pci,omitempty"`
+	// Vdpa, VhostUser and Memif are passed through as the device plugin wrote them.
+	Vdpa      json.RawMessage `json:"vdpa,omitempty"`
+	VhostUser json.RawMessage `json:"vhost-user,omitempty"`
+	Memif     json.RawMessage `json:"memif,omitempty"`
+}
+
+// PCIInfo is the pci member of a Device Info object.
+type PCIInfo struct {
+	PCIAddress        string `json:"pci-address,omitempty"`
+	Vhostnet          string `json:"vhost-net,omitempty"`
+	RdmaDevice        string `json:"rdma-device,omitempty"`
+	PFPCIAddress      string `json:"pf-pci-address,omitempty"`
+	RepresentorDevice string `json:"representor-device,omitempty"`
+}
+
+// Attachment is what Build needs to know of one attachment.
+type Attachment struct {
+	// Name is the status name: "ns/name" for NADs.
+	Name   string
+	IfName string
+	// Default marks the cluster default network.
+	Default    bool
+	Result     types.Result
+	DeviceInfo *DeviceInfo
+}
+
+// Build returns one entry per sandbox interface of each result, or a minimal
+// entry when a plugin reported no interfaces. Exactly one entry, the first of
+// the default attachment, carries "default": true.
+func Build(atts []Attachment) ([]Entry, error) {
+	var out []Entry
+	defaultSet := false
+	for _, a := range atts {
+		entries, err := entriesFor(a)
+		if err != nil {
+			return nil, fmt.Errorf("network-status for %s (%s): %w", a.Name, a.IfName, err)
+		}
+		if a.Default && !defaultSet && len(entries) > 0 {
+			entries[0].Default = true
+			defaultSet = true
+		}
+		out = append(out, entries...)
+	}
+	return out, nil
+}
+
+func entriesFor(a Attachment) ([]Entry, error) {
+	if a.Result == nil {
+		return []Entry{{Name: a.Name, Interface: a.IfName, DeviceInfo: a.DeviceInfo}}, nil
+	}
+	res, err := current.NewResultFromResult(a.Result)
+	if err != nil {
+		return nil, fmt.Errorf("convert result: %w", err)
+	}
+	var dns *types.DNS
+	if len(res.DNS.Nameservers) > 0 || res.DNS.Domain != "" || len(res.DNS.Search) > 0 || len(res.DNS.Options) > 0 {
+		d := res.DNS
+		dns = &d
+	}
+	gateways := defaultGateways(res)
+	var out []Entry
+	for i, iface := range res.Interfaces {
+		if iface == nil || iface.Sandbox == "" {
+			continue
+		}
+		e := Entry{Name: a.Name, Interface: iface.Name, MAC: iface.Mac, MTU: iface.Mtu, DNS: dns, DeviceInfo: a.DeviceInfo}
+		for _, ip := range res.IPs {
+			if ip.Interface != nil && *ip.Interface == i {
+				e.IPs = append(e.IPs, ip.Address.IP.String())
+			}
+		}
+		if iface.Name == a.IfName {
+			// CNI routes name no interface; they belong to the attachment's.
+			e.DefaultRoute = gateways
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		e := Entry{Name: a.Name, Interface: a.IfName, DNS: dns, DeviceInfo: a.DeviceInfo, DefaultRoute: gateways}
+		for _, ip := range res.IPs {
+			e.IPs = append(e.IPs, ip.Address.IP.String())
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// defaultGateways lists the gateways of the result's default routes.
+func defaultGateways(res *current.Result) []string {
+	var out []string
+	for _, r := range res.Routes {
+		if r == nil || r.GW == nil {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones != 0 || !(r.Dst.IP.Equal(net.IPv4zero) || r.Dst.IP.Equal(net.IPv6zero)) {
+			continue
+		}
+		out = append(out, r.GW.String())
+	}
+	return out
+}

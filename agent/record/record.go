@@ -1,0 +1,213 @@
+// Package record stores what the agent attached to each container, so DEL,
+// CHECK and GC work without the API server and survive agent restarts.
+//
+// A record is written before the first delegate ADD (listing every planned
+// attachment) and rewritten with the results when ADD succeeds: whatever
+// happens in between, DEL knows what may exist. Files are written atomically
+// (temp file, fsync, rename).
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// FormatVersion is bumped when the record layout changes incompatibly.
+const FormatVersion = 1
+
+// ErrNotFound is returned by Get when no record exists.
+var ErrNotFound = errors.New("attachment record not found")
+
+// Attachment is one delegate network attached (or being attached) to a pod.
+type Attachment struct {
+	// Network names the delegate: "ns/name" for a NAD, the conf name otherwise.
+	Network string `json:"network"`
+	IfName  string `json:"ifname"`
+	// Config is the delegate's conflist exactly as it was invoked (after
+	// injections), so DEL sends the same config ADD did.
+	Config json.RawMessage `json:"config"`
+	// CapabilityArgs is the runtimeConfig handed to libcni.
+	CapabilityArgs map[string]any `json:"capabilityArgs,omitempty"`
+	// Args is CNI_ARGS as key/value pairs.
+	Args [][2]string `json:"args,omitempty"`
+	// Default marks the cluster default network.
+	Default bool `json:"default,omitempty"`
+	// Result is the delegate's ADD result, absent until it succeeded.
+	Result json.RawMessage `json:"result,omitempty"`
+	// DeviceInfoFile is the CNI device-info file written for this attachment.
+	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
+}
+
+// Record is everything attached for one (container, plexus ifname).
+type Record struct {
+	Version      int    `json:"version"`
+	ContainerID  string `json:"containerID"`
+	IfName       string `json:"ifname"`
+	Netns        string `json:"netns"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+	PodUID       string `json:"podUID,omitempty"`
+	// Complete is false while ADD is in progress (or was interrupted).
+	Complete    bool            `json:"complete"`
+	Attachments []Attachment    `json:"attachments"`
+	Status      json.RawMessage `json:"networkStatus,omitempty"`
+}
+
+// Store keeps records as files in a directory.
+type Store struct {
+	dir string
+}
+
+// Open returns a store in dir, creating it (0700) if needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create record dir: %w", err)
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is where the records live.
+func (s *Store) Dir() string { return s.dir }
+
+// containerIDRe is the CNI spec's container ID syntax. Enforcing it also keeps
+// IDs from escaping the record directory.
+var containerIDRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+// ValidContainerID reports whether id is a valid CNI container ID.
+func ValidContainerID(id string) bool { return len(id) <= 1024 && containerIDRe.MatchString(id) }
+
+func (s *Store) path(containerID, ifname string) (string, error) {
+	if !ValidContainerID(containerID) {
+		return "", fmt.Errorf("invalid container ID %q", containerID)
+	}
+	if ifname == "" || strings.ContainsAny(ifname, "/\x00") || ifname == "." || ifname == ".." {
+		return "", fmt.Errorf("invalid interface name %q", ifname)
+	}
+	return filepath.Join(s.dir, containerID+"_"+ifname+".json"), nil
+}
+
+// Get reads the record of (containerID, ifname).
+func (s *Store) Get(containerID, ifname string) (*Record, error) {
+	p, err := s.path(containerID, ifname)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read record %s: %w", p, err)
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("decode record %s: %w", p, err)
+	}
+	if r.Version != FormatVersion {
+		return nil, fmt.Errorf("record %s has format version %d, want %d", p, r.Version, FormatVersion)
+	}
+	return &r, nil
+}
+
+// Put writes r atomically.
+func (s *Store) Put(r *Record) error {
+	p, err := s.path(r.ContainerID, r.IfName)
+	if err != nil {
+		return err
+	}
+	r.Version = FormatVersion
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode record for container %s: %w", r.ContainerID, err)
+	}
+	return WriteFileAtomic(p, data, 0o600)
+}
+
+// Delete removes the record; a missing record is not an error.
+func (s *Store) Delete(containerID, ifname string) error {
+	p, err := s.path(containerID, ifname)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove record %s: %w", p, err)
+	}
+	return nil
+}
+
+// List returns every record, sorted by container ID. Unreadable files are
+// reported in the joined error while the readable ones are still returned.
+func (s *Store) List() ([]*Record, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	var out []*Record
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.dir, name))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(data, &r); err != nil {
+			errs = append(errs, fmt.Errorf("decode record %s: %w", name, err))
+			continue
+		}
+		out = append(out, &r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ContainerID != out[j].ContainerID {
+			return out[i].ContainerID < out[j].ContainerID
+		}
+		return out[i].IfName < out[j].IfName
+	})
+	return out, errors.Join(errs...)
+}
+
+// WriteFileAtomic writes data to path via a synced temp file and a rename, so
+// readers see the old or the new content, never a torn file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	cleanup := func() { os.Remove(tmp.Name()) }
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		cleanup()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		cleanup()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		cleanup()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		cleanup()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		cleanup()
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}

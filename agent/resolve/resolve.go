@@ -1,0 +1,257 @@
+// Package resolve turns a network reference into the delegate configuration
+// to invoke: a NetworkAttachmentDefinition's spec.config, or, when that is
+// empty, an on-disk CNI configuration whose name matches (.conflist first,
+// then .conf), per the multi-net spec.
+package resolve
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/version"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+
+	"github.com/plexus-cni/plexus/agent/source"
+)
+
+// MaxConfigSize bounds a delegate configuration.
+const MaxConfigSize = 1 << 20
+
+// ResourceNameAnnotation is the NAD annotation naming the device resource.
+const ResourceNameAnnotation = "k8s.v1.cni.cncf.io/resourceName"
+
+// ConfigError is a delegate configuration that cannot be used.
+type ConfigError struct {
+	Network string
+	Field   string
+	Reason  string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("network %s: invalid delegate config, field %q: %s", e.Network, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("network %s: invalid delegate config: %s", e.Network, e.Reason)
+}
+
+// NADGetter reads NetworkAttachmentDefinitions: files in local mode, an
+// informer cache in Kubernetes mode. It returns an error wrapping source.ErrNotFound
+// for a missing NAD.
+type NADGetter interface {
+	GetNAD(ctx context.Context, namespace, name string) (*nadv1.NetworkAttachmentDefinition, error)
+}
+
+// Network is a resolved delegate.
+type Network struct {
+	// Name is the network's status name: "ns/name" for a NAD, the
+	// configuration's name for an on-disk conf.
+	Name         string
+	Config       *libcni.NetworkConfigList
+	ResourceName string
+}
+
+// Resolver resolves network references.
+type Resolver struct {
+	NADs NADGetter
+	// ConfDir is searched for configurations NADs without spec.config name.
+	ConfDir string
+}
+
+// NAD resolves the NAD namespace/name.
+func (r *Resolver) NAD(ctx context.Context, namespace, name string) (*Network, error) {
+	key := namespace + "/" + name
+	nad, err := r.NADs.GetNAD(ctx, namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("get NetworkAttachmentDefinition %s: %w", key, err)
+	}
+	net := &Network{Name: key, ResourceName: nad.Annotations[ResourceNameAnnotation]}
+	if strings.TrimSpace(nad.Spec.Config) == "" {
+		list, err := r.confByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("NetworkAttachmentDefinition %s has no spec.config: %w", key, err)
+		}
+		net.Config = list
+		return net, nil
+	}
+	list, err := Parse(key, []byte(nad.Spec.Config), name)
+	if err != nil {
+		return nil, err
+	}
+	net.Config = list
+	return net, nil
+}
+
+// ConfName resolves a configuration in ConfDir by its network name.
+func (r *Resolver) ConfName(name string) (*Network, error) {
+	list, err := r.confByName(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Network{Name: list.Name, Config: list}, nil
+}
+
+// ConfFile resolves a configuration file by path.
+func (r *Resolver) ConfFile(path string) (*Network, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	list, err := Parse(path, data, "")
+	if err != nil {
+		return nil, err
+	}
+	return &Network{Name: list.Name, Config: list}, nil
+}
+
+// confByName looks for a .conflist whose name matches, then a .conf or .json.
+// Files that do not parse are skipped (another file's breakage must not hide
+// ours) but are mentioned when nothing matches.
+func (r *Resolver) confByName(name string) (*libcni.NetworkConfigList, error) {
+	if r.ConfDir == "" {
+		return nil, fmt.Errorf("no CNI configuration directory to look for %q in: %w", name, source.ErrNotFound)
+	}
+	var broken []string
+	for _, exts := range [][]string{{".conflist"}, {".conf", ".json"}} {
+		files, err := libcni.ConfFiles(r.ConfDir, exts)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", r.ConfDir, err)
+		}
+		sort.Strings(files)
+		for _, f := range files {
+			data, err := readLimited(f)
+			if err != nil {
+				broken = append(broken, filepath.Base(f))
+				continue
+			}
+			var head struct {
+				Name string `json:"name"`
+			}
+			if json.Unmarshal(data, &head) != nil {
+				broken = append(broken, filepath.Base(f))
+				continue
+			}
+			if head.Name != name {
+				continue
+			}
+			return Parse(f, data, "")
+		}
+	}
+	msg := fmt.Sprintf("no .conflist or .conf named %q in %s", name, r.ConfDir)
+	if len(broken) > 0 {
+		msg += fmt.Sprintf(" (unparsable files skipped: %s)", strings.Join(broken, ", "))
+	}
+	return nil, fmt.Errorf("%s: %w", msg, source.ErrNotFound)
+}
+
+func readLimited(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CNI config: %w", err)
+	}
+	if st.Size() > MaxConfigSize {
+		return nil, &ConfigError{Network: path, Reason: fmt.Sprintf("file is %d bytes, over the %d byte limit", st.Size(), MaxConfigSize)}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CNI config: %w", err)
+	}
+	return data, nil
+}
+
+// Parse validates a delegate configuration, a conf or a conflist, and returns
+// it as a conflist. A configuration without a name gets defaultName.
+func Parse(network string, data []byte, defaultName string) (*libcni.NetworkConfigList, error) {
+	fail := func(field, format string, args ...any) (*libcni.NetworkConfigList, error) {
+		return nil, &ConfigError{Network: network, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if len(data) > MaxConfigSize {
+		return fail("", "%d bytes, over the %d byte limit", len(data), MaxConfigSize)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fail("", "not a JSON object: %v", err)
+	}
+	if raw == nil {
+		return fail("", "not a JSON object")
+	}
+	name, ok := raw["name"].(string)
+	if _, present := raw["name"]; present && !ok {
+		return fail("name", "must be a string")
+	}
+	if name == "" {
+		if defaultName == "" {
+			return fail("name", "missing")
+		}
+		name = defaultName
+		raw["name"] = name
+	}
+	cniVersion, ok := raw["cniVersion"].(string)
+	if !ok || cniVersion == "" {
+		return fail("cniVersion", "missing or not a string")
+	}
+	if !supported(cniVersion) {
+		return fail("cniVersion", "%q is not a supported CNI version (%s)", cniVersion, strings.Join(version.All.SupportedVersions(), ", "))
+	}
+	plugins, isList := raw["plugins"]
+	if !isList {
+		// A single plugin conf: wrap it, keeping its own keys intact.
+		if _, ok := raw["type"]; !ok {
+			return fail("plugins", "neither a conflist (plugins) nor a conf (type)")
+		}
+		plugin := raw
+		raw = map[string]any{"cniVersion": cniVersion, "name": name, "plugins": []any{plugin}}
+		plugins = raw["plugins"]
+	}
+	list, ok := plugins.([]any)
+	if !ok || len(list) == 0 {
+		return fail("plugins", "must be a non-empty list")
+	}
+	for i, p := range list {
+		pm, ok := p.(map[string]any)
+		if !ok {
+			return fail(fmt.Sprintf("plugins[%d]", i), "must be an object")
+		}
+		typ, _ := pm["type"].(string)
+		if why := checkType(typ); why != "" {
+			return fail(fmt.Sprintf("plugins[%d].type", i), "%s", why)
+		}
+	}
+	normalized, err := json.Marshal(raw)
+	if err != nil {
+		return fail("", "re-encode: %v", err)
+	}
+	conf, err := libcni.NetworkConfFromBytes(normalized)
+	if err != nil {
+		return fail("", "%v", err)
+	}
+	return conf, nil
+}
+
+// checkType rejects plugin types that are not a bare binary name: a type with
+// a path in it could run any binary on the host.
+func checkType(typ string) string {
+	switch {
+	case typ == "":
+		return "missing"
+	case strings.ContainsAny(typ, `/\`) || typ == "." || typ == "..":
+		return fmt.Sprintf("%q must be a plugin name, not a path", typ)
+	case strings.ContainsAny(typ, "\x00\n\t "):
+		return fmt.Sprintf("%q contains whitespace or control characters", typ)
+	}
+	return ""
+}
+
+func supported(v string) bool {
+	for _, s := range version.All.SupportedVersions() {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}

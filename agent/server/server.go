@@ -1,0 +1,192 @@
+// Package server serves the plexus.v1 shim protocol on a unix socket: per
+// connection, a Hello/HelloReply version handshake followed by one
+// CNIRequest/CNIResponse, as varint-delimited protobuf messages (see
+// proto/plexus/v1/plexus.proto for why not gRPC).
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
+	"github.com/plexus-cni/plexus/proto/plexus/v1/shimwire"
+)
+
+// Handler serves one CNI request.
+type Handler interface {
+	Serve(ctx context.Context, req *plexusv1.CNIRequest) *plexusv1.CNIResponse
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *plexusv1.CNIRequest) *plexusv1.CNIResponse
+
+// Serve implements Handler.
+func (f HandlerFunc) Serve(ctx context.Context, req *plexusv1.CNIRequest) *plexusv1.CNIResponse {
+	return f(ctx, req)
+}
+
+// readTimeout bounds how long a connection may take to send its request.
+const readTimeout = 10 * time.Second
+
+// Server is the agent's shim endpoint.
+type Server struct {
+	Handler Handler
+	Version string
+	Log     *slog.Logger
+	// Limit caps requests handled at once; excess connections wait for a
+	// slot (bounded memory under a burst). Zero means 64.
+	Limit int
+	// Observe, if set, is told how each request went.
+	Observe func(verb plexusv1.Verb, d time.Duration, errCode uint32)
+}
+
+// Listen creates the socket at path: its directory 0700, the socket 0600,
+// a stale socket from a previous run removed first.
+func Listen(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create socket dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict socket dir %s: %w", dir, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("restrict socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Serve accepts connections until ctx is done, then closes the listener and
+// waits for in-flight requests to finish (their contexts are cancelled).
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	limit := s.Limit
+	if limit <= 0 {
+		limit = 64
+	}
+	slots := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer wg.Wait()
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-slots }()
+			if err := s.serveConn(ctx, conn); err != nil && !errors.Is(err, io.EOF) {
+				log.Warn("shim connection failed", "err", err)
+			}
+		}()
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
+	if err := conn.SetReadDeadline(time.Now().Add(readTimeout)); err != nil {
+		return err
+	}
+	// Shutdown must not wait for an idle or slow client: close the
+	// connection if the context ends before the request is in.
+	stopRead := context.AfterFunc(ctx, func() { conn.Close() })
+	r := bufio.NewReader(conn)
+	opts := protodelim.UnmarshalOptions{MaxSize: shimwire.MaxMessageSize}
+	var hello plexusv1.Hello
+	if err := opts.UnmarshalFrom(r, &hello); err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	reply := &plexusv1.HelloReply{ApiVersion: plexusv1.APIVersion_API_VERSION_1, AgentVersion: s.Version}
+	if hello.ApiVersion != plexusv1.APIVersion_API_VERSION_1 {
+		reply.Error = &plexusv1.Error{Code: 1, Msg: fmt.Sprintf("plexus shim %s speaks API version %d, this agent (%s) serves %d; install the shim that ships with the agent",
+			hello.ShimVersion, hello.ApiVersion, s.Version, plexusv1.APIVersion_API_VERSION_1)}
+		_, err := protodelim.MarshalTo(conn, reply)
+		return err
+	}
+	var req plexusv1.CNIRequest
+	if err := opts.UnmarshalFrom(r, &req); err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if !stopRead() {
+		return ctx.Err()
+	}
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	// Cancel the request if the shim goes away (the runtime timed out).
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchHangup(conn, r, cancel)
+
+	start := time.Now()
+	resp := s.Handler.Serve(reqCtx, &req)
+	if s.Observe != nil {
+		s.Observe(req.Verb, time.Since(start), resp.GetError().GetCode())
+	}
+	out, err := proto.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	body, err := proto.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 0, len(out)+len(body)+20)
+	buf = appendFrame(buf, out)
+	buf = appendFrame(buf, body)
+	_, err = conn.Write(buf)
+	return err
+}
+
+func appendFrame(b, msg []byte) []byte {
+	return append(protowire.AppendVarint(b, uint64(len(msg))), msg...)
+}
+
+// watchHangup cancels when the peer closes its end. The shim sends nothing
+// after its request, so any read result means the request is abandoned.
+func watchHangup(conn net.Conn, r *bufio.Reader, cancel context.CancelFunc) {
+	_, err := r.ReadByte()
+	if err != nil && errors.Is(err, net.ErrClosed) {
+		return // we closed it ourselves after answering
+	}
+	cancel()
+}

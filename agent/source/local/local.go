@@ -1,0 +1,171 @@
+// Package local is the file-backed source of local mode: a directory of YAML
+// (or JSON) manifests holding NetworkAttachmentDefinitions and Pods, the same
+// schema as in a cluster. Files are read on every lookup, so edits apply to
+// the next CNI call without a restart; a file that does not parse is an error
+// naming the file, and does not hide objects in other files.
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/source"
+)
+
+// maxFileSize bounds one manifest file.
+const maxFileSize = 4 << 20
+
+// Dir reads manifests from a directory.
+type Dir struct {
+	Path string
+}
+
+type object struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+}
+
+type objects struct {
+	pods map[string]*source.Pod
+	nads map[string]*nadv1.NetworkAttachmentDefinition
+	errs []error
+}
+
+// load reads every manifest. Documents that fail to parse are collected in
+// errs with their file name; lookups of other objects still succeed.
+func (d *Dir) load() (*objects, error) {
+	entries, err := os.ReadDir(d.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read local manifests: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") {
+			continue
+		}
+		switch filepath.Ext(n) {
+		case ".yaml", ".yml", ".json":
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	objs := &objects{pods: map[string]*source.Pod{}, nads: map[string]*nadv1.NetworkAttachmentDefinition{}}
+	for _, n := range names {
+		objs.loadFile(filepath.Join(d.Path, n))
+	}
+	return objs, nil
+}
+
+func (o *objects) loadFile(path string) {
+	st, err := os.Stat(path)
+	if err != nil {
+		o.errs = append(o.errs, err)
+		return
+	}
+	if st.Size() > maxFileSize {
+		o.errs = append(o.errs, fmt.Errorf("%s: %d bytes, over the %d byte limit", path, st.Size(), maxFileSize))
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		o.errs = append(o.errs, err)
+		return
+	}
+	for i, doc := range splitDocuments(data) {
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		if err := o.addDocument(doc); err != nil {
+			o.errs = append(o.errs, fmt.Errorf("%s, document %d: %w", path, i+1, err))
+		}
+	}
+}
+
+func (o *objects) addDocument(doc []byte) error {
+	var head object
+	if err := yaml.Unmarshal(doc, &head); err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	ns := head.Metadata.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	key := ns + "/" + head.Metadata.Name
+	switch head.Kind {
+	case "Pod":
+		o.pods[key] = &source.Pod{Namespace: ns, Name: head.Metadata.Name, UID: string(head.Metadata.UID), Annotations: head.Metadata.Annotations}
+	case "NetworkAttachmentDefinition":
+		var nad nadv1.NetworkAttachmentDefinition
+		if err := yaml.UnmarshalStrict(doc, &nad); err != nil {
+			return fmt.Errorf("NetworkAttachmentDefinition %s: %w", key, err)
+		}
+		nad.Namespace = ns
+		o.nads[key] = &nad
+	default:
+		// Other kinds (e.g. a Namespace) may share the directory.
+	}
+	return nil
+}
+
+// splitDocuments splits a YAML stream on "---" separator lines.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur []byte
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if t := bytes.TrimRight(line, " \t\r\n"); bytes.Equal(t, []byte("---")) {
+			docs = append(docs, cur)
+			cur = nil
+			continue
+		}
+		cur = append(cur, line...)
+	}
+	return append(docs, cur)
+}
+
+// GetPod implements source.PodGetter.
+func (d *Dir) GetPod(_ context.Context, namespace, name string) (*source.Pod, error) {
+	objs, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := objs.pods[namespace+"/"+name]; ok {
+		return p, nil
+	}
+	return nil, notFound("pod", namespace, name, d.Path, objs.errs)
+}
+
+// GetNAD implements resolve.NADGetter.
+func (d *Dir) GetNAD(_ context.Context, namespace, name string) (*nadv1.NetworkAttachmentDefinition, error) {
+	objs, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	if n, ok := objs.nads[namespace+"/"+name]; ok {
+		return n, nil
+	}
+	return nil, notFound("NetworkAttachmentDefinition", namespace, name, d.Path, objs.errs)
+}
+
+func notFound(kind, namespace, name, dir string, errs []error) error {
+	err := fmt.Errorf("%s %s/%s not in %s: %w", kind, namespace, name, dir, source.ErrNotFound)
+	if len(errs) > 0 {
+		// A broken file may be the one that should have held it.
+		err = fmt.Errorf("%w (files that did not parse: %w)", err, errors.Join(errs...))
+	}
+	return err
+}
+
+var _ resolve.NADGetter = (*Dir)(nil)
+var _ source.PodGetter = (*Dir)(nil)

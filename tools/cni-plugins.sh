@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the reference CNI plugins (github.com/containernetworking/plugins)
+# from the Go module proxy into a versioned cache outside the clone, and
+# prints the directory. Skips the build when the cache is complete.
+set -euo pipefail
+
+version="${CNI_PLUGINS_VERSION:-v1.9.1}"
+cache="${PLEXUS_CACHE:-$HOME/.cache/plexus}"
+dir="$cache/cni-plugins/$version"
+plugins=(main/bridge main/macvlan main/ptp main/host-device main/loopback main/vlan main/ipvlan
+         ipam/host-local ipam/static ipam/dhcp meta/tuning meta/portmap meta/bandwidth meta/firewall)
+
+missing=()
+for p in "${plugins[@]}"; do
+  [ -x "$dir/$(basename "$p")" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "building ${#missing[@]} reference CNI plugins $version into $dir" >&2
+  mkdir -p "$dir"
+  for p in "${missing[@]}"; do
+    GOBIN="$dir" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+      go install "github.com/containernetworking/plugins/plugins/$p@$version" >&2
+  done
+fi
+echo "$dir"
