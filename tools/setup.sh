@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building, the demo and the tests need on a Debian bookworm
+# machine (run as root), and builds the reference CNI plugins into the cache.
+# Idempotent: installed packages and cached builds are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "tools/setup.sh: run as root (it installs packages and the tests need network namespaces)" >&2
+    exit 1
+  fi
+}
+need_root
+
+# Debian packages: network tooling for the demo and the tests, protoc for
+# the generated-code check. tools/setup-bazel.sh installs Bazel.
+packages=(iproute2 iptables iputils-ping protobuf-compiler ca-certificates git)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  else
+    echo "tools/setup.sh: Go 1.26 is required (expected at /usr/local/go)" >&2
+    exit 1
+  fi
+fi
+if [ -x tools/setup-bazel.sh ]; then tools/setup-bazel.sh; fi
+tools/cni-plugins.sh >/dev/null
