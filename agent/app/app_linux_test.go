@@ -122,7 +122,9 @@ func (r *rig) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.done = make(chan error, 1)
-	go func() { r.done <- app.Run(ctx, []string{"run", "--config", filepath.Join(r.dir, "agent.yaml")}, os.Stdout, os.Stderr) }()
+	go func() {
+		r.done <- app.Run(ctx, []string{"run", "--config", filepath.Join(r.dir, "agent.yaml")}, os.Stdout, os.Stderr)
+	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if c, err := net.Dial("unix", r.cfg.Socket); err == nil {

@@ -244,4 +244,3 @@ func runIP(args ...string) {
 func cniCode(err error) uint {
 	return attach.ToCNIError(err).Code
 }
-

@@ -42,7 +42,7 @@ type Request struct {
 // pluginConf is the plexus network configuration as the runtime sends it.
 type pluginConf struct {
 	types.NetConf
-	RuntimeConfig    map[string]any        `json:"runtimeConfig,omitempty"`
+	RuntimeConfig    map[string]any       `json:"runtimeConfig,omitempty"`
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
 }
 

@@ -5,7 +5,6 @@ package netstatus
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -117,17 +116,31 @@ func entriesFor(a Attachment) ([]Entry, error) {
 	return out, nil
 }
 
-// defaultGateways lists the gateways of the result's default routes.
+// defaultGateways lists the gateways of the result's default routes. A
+// default route without a gateway goes via the gateway of the result's IP
+// configuration of its family, as plugins install it.
 func defaultGateways(res *current.Result) []string {
 	var out []string
 	for _, r := range res.Routes {
-		if r == nil || r.GW == nil {
+		if r == nil {
 			continue
 		}
-		if ones, _ := r.Dst.Mask.Size(); ones != 0 || !(r.Dst.IP.Equal(net.IPv4zero) || r.Dst.IP.Equal(net.IPv6zero)) {
+		if ones, _ := r.Dst.Mask.Size(); ones != 0 || !r.Dst.IP.IsUnspecified() {
 			continue
 		}
-		out = append(out, r.GW.String())
+		gw := r.GW
+		if gw == nil {
+			v4 := r.Dst.IP.To4() != nil
+			for _, ip := range res.IPs {
+				if ip.Gateway != nil && (ip.Gateway.To4() != nil) == v4 {
+					gw = ip.Gateway
+					break
+				}
+			}
+		}
+		if gw != nil {
+			out = append(out, gw.String())
+		}
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/version"
@@ -230,6 +231,11 @@ func Parse(network string, data []byte, defaultName string) (*libcni.NetworkConf
 	if err != nil {
 		return fail("", "%v", err)
 	}
+	// libcni lets a cniVersions list override cniVersion; hold the outcome
+	// to the same rule.
+	if !supported(conf.CNIVersion) {
+		return fail("cniVersions", "selects %q, not a supported CNI version (%s)", conf.CNIVersion, strings.Join(version.All.SupportedVersions(), ", "))
+	}
 	return conf, nil
 }
 
@@ -241,7 +247,7 @@ func checkType(typ string) string {
 		return "missing"
 	case strings.ContainsAny(typ, `/\`) || typ == "." || typ == "..":
 		return fmt.Sprintf("%q must be a plugin name, not a path", typ)
-	case strings.ContainsAny(typ, "\x00\n\t "):
+	case strings.IndexFunc(typ, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
 		return fmt.Sprintf("%q contains whitespace or control characters", typ)
 	}
 	return ""

@@ -189,7 +189,7 @@ func parseJSON(pod PodRef, data []byte) ([]Element, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is not a JSON list of objects: %v", NetworksAnnotation, err)}
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
 		return nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s has data after the JSON list", NetworksAnnotation)}
 	}
 	out := make([]Element, 0, len(raw))
@@ -208,6 +208,12 @@ func parseElement(pod PodRef, index int, obj jsonElement) (Element, error) {
 	label := fmt.Sprintf("#%d", index)
 	if obj == nil {
 		return e, &Error{Pod: pod, Network: label, Reason: "element is null"}
+	}
+	// A key set to null counts as absent, for every key alike.
+	for k, v := range obj {
+		if string(bytes.TrimSpace(v)) == "null" {
+			delete(obj, k)
+		}
 	}
 	if err := decodeField(obj, "name", &e.Name); err != nil {
 		return e, &Error{Pod: pod, Network: label, Field: "name", Reason: err.Error()}
@@ -314,10 +320,10 @@ func parseElement(pod PodRef, index int, obj jsonElement) (Element, error) {
 	return e, nil
 }
 
-// decodeField decodes obj[key] into v if present. JSON null counts as absent.
+// decodeField decodes obj[key] into v if present.
 func decodeField(obj jsonElement, key string, v any) error {
 	raw, ok := obj[key]
-	if !ok || string(raw) == "null" {
+	if !ok {
 		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))

@@ -100,15 +100,15 @@ func UnmarshalHelloReply(b []byte) (*HelloReply, error) {
 	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
-			r.APIVersion = v
+			r.APIVersion = uint64(uint32(v)) // an int32 enum: truncated as protobuf does
 		case num == 2 && typ == protowire.BytesType:
 			r.AgentVersion = string(raw)
 		case num == 3 && typ == protowire.BytesType:
-			e, err := unmarshalError(raw)
-			if err != nil {
-				return err
+			// A repeated message field merges into the one before it.
+			if r.Error == nil {
+				r.Error = &Error{}
 			}
-			r.Error = e
+			return unmarshalError(r.Error, raw)
 		}
 		return nil
 	})
@@ -126,11 +126,10 @@ func UnmarshalCNIResponse(b []byte) (*CNIResponse, error) {
 		case num == 1 && typ == protowire.BytesType:
 			r.Result = append([]byte(nil), raw...)
 		case num == 2 && typ == protowire.BytesType:
-			e, err := unmarshalError(raw)
-			if err != nil {
-				return err
+			if r.Error == nil {
+				r.Error = &Error{}
 			}
-			r.Error = e
+			return unmarshalError(r.Error, raw)
 		}
 		return nil
 	})
@@ -140,12 +139,12 @@ func UnmarshalCNIResponse(b []byte) (*CNIResponse, error) {
 	return r, nil
 }
 
-func unmarshalError(b []byte) (*Error, error) {
-	e := &Error{}
+// unmarshalError decodes an Error into e, keeping fields the input lacks.
+func unmarshalError(e *Error, b []byte) error {
 	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
-			e.Code = v
+			e.Code = uint64(uint32(v))
 		case num == 2 && typ == protowire.BytesType:
 			e.Msg = string(raw)
 		case num == 3 && typ == protowire.BytesType:
@@ -154,9 +153,9 @@ func unmarshalError(b []byte) (*Error, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("decode Error: %w", err)
+		return fmt.Errorf("decode Error: %w", err)
 	}
-	return e, nil
+	return nil
 }
 
 // walk calls fn for every field of a message; unknown fields are skipped as

@@ -1,0 +1,147 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/plexus-cni/plexus/agent/config"
+)
+
+func TestParseDefaults(t *testing.T) {
+	t.Parallel()
+	for _, data := range []string{
+		"clusterNetwork: kube-system/cluster\n",
+		`{"clusterNetwork": "kube-system/cluster"}`,
+		"\n\n  clusterNetwork: kube-system/cluster  \n\n",
+	} {
+		c, err := config.Parse([]byte(data), "test.yaml")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", data, err)
+		}
+		want := &config.Config{
+			Socket:           config.DefaultSocket,
+			StateDir:         config.DefaultStateDir,
+			CNIConfDir:       config.DefaultCNIConfDir,
+			ClusterNetwork:   "kube-system/cluster",
+			SystemNamespace:  "kube-system",
+			SystemNamespaces: []string{"kube-system"},
+			MaxConcurrent:    64,
+		}
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("Parse(%q) =\n %+v\nwant\n %+v", data, c, want)
+		}
+	}
+}
+
+func TestParseAllKeys(t *testing.T) {
+	t.Parallel()
+	data := `
+socket: /run/x/agent.sock
+stateDir: /var/lib/x
+cniConfDir: /etc/x/net.d
+binDirs: [/opt/cni/bin, /usr/libexec/cni]
+clusterNetwork: /etc/cni/net.d/10-flannel.conflist
+defaultNetworks: [ns1/net1, net2]
+systemNamespace: sys
+systemNamespaces: [kube-system, sys]
+namespaceIsolation: true
+globalNamespaces: [default, shared]
+maxConcurrent: 8
+local:
+  manifestsDir: /etc/plexus/manifests
+`
+	c, err := config.Parse([]byte(data), "test.yaml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := &config.Config{
+		Socket:             "/run/x/agent.sock",
+		StateDir:           "/var/lib/x",
+		CNIConfDir:         "/etc/x/net.d",
+		BinDirs:            []string{"/opt/cni/bin", "/usr/libexec/cni"},
+		ClusterNetwork:     "/etc/cni/net.d/10-flannel.conflist",
+		DefaultNetworks:    []string{"ns1/net1", "net2"},
+		SystemNamespace:    "sys",
+		SystemNamespaces:   []string{"kube-system", "sys"},
+		NamespaceIsolation: true,
+		GlobalNamespaces:   []string{"default", "shared"},
+		MaxConcurrent:      8,
+		Local:              &config.Local{ManifestsDir: "/etc/plexus/manifests"},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Parse =\n %+v\nwant\n %+v", c, want)
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	t.Parallel()
+	const cn = "clusterNetwork: cluster\n"
+	tests := []struct {
+		name    string
+		data    string
+		wantSub string // a substring naming what is wrong
+	}{
+		{"empty", "", "clusterNetwork"},
+		{"clusterNetwork missing", "socket: /run/a.sock\n", "clusterNetwork"},
+		{"clusterNetwork empty", `clusterNetwork: ""`, "clusterNetwork"},
+		{"unknown key", cn + "bogus: 1\n", "bogus"},
+		{"unknown nested key", cn + "local:\n  manifestsDir: /m\n  extra: 1\n", "extra"},
+		{"duplicate key", cn + "clusterNetwork: other\n", "clusterNetwork"},
+		{"wrong type", cn + "maxConcurrent: many\n", "maxConcurrent"},
+		{"not YAML", "clusterNetwork: [unclosed\n", ""},
+		{"relative socket", cn + "socket: run/agent.sock\n", "socket"},
+		{"relative stateDir", cn + "stateDir: var/lib/plexus\n", "stateDir"},
+		{"relative cniConfDir", cn + "cniConfDir: ./net.d\n", "cniConfDir"},
+		{"relative binDir", cn + "binDirs: [/opt/cni/bin, bin]\n", "binDirs"},
+		{"relative manifestsDir", cn + "local:\n  manifestsDir: manifests\n", "local.manifestsDir"},
+		{"empty manifestsDir", cn + "local: {}\n", "local.manifestsDir"},
+		{"bad systemNamespace", cn + "systemNamespace: Kube_System\n", "Kube_System"},
+		{"bad systemNamespaces", cn + "systemNamespaces: [kube-system, -bad]\n", "-bad"},
+		{"empty systemNamespaces entry", cn + "systemNamespaces: ['']\n", `""`},
+		{"bad globalNamespaces", cn + "globalNamespaces: [UPPER]\n", "UPPER"},
+		{"long globalNamespace", cn + "globalNamespaces: [" + strings.Repeat("a", 64) + "]\n", strings.Repeat("a", 64)},
+		{"negative maxConcurrent", cn + "maxConcurrent: -1\n", "maxConcurrent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Parse([]byte(tt.data), "/etc/plexus/agent.yaml")
+			if err == nil {
+				t.Fatalf("Parse(%q) = %+v, want an error", tt.data, c)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a config with an error")
+			}
+			if !strings.Contains(err.Error(), "/etc/plexus/agent.yaml") {
+				t.Errorf("error %q does not name the file", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantSub) {
+				t.Errorf("error %q does not contain %q", err, tt.wantSub)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(p, []byte("clusterNetwork: cluster\nmaxConcurrent: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.ClusterNetwork != "cluster" || c.MaxConcurrent != 3 || c.Socket != config.DefaultSocket {
+		t.Errorf("Load = %+v", c)
+	}
+	_, err = config.Load(filepath.Join(dir, "missing.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a missing file: %v, want os.ErrNotExist", err)
+	}
+}
