@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -158,7 +159,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	go watchHangup(conn, r, cancel)
 
 	start := time.Now()
-	resp := s.Handler.Serve(reqCtx, &req)
+	resp := s.serveRequest(reqCtx, &req)
 	if s.Observe != nil {
 		s.Observe(req.Verb, time.Since(start), resp.GetError().GetCode())
 	}
@@ -175,6 +176,20 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	buf = appendFrame(buf, body)
 	_, err = conn.Write(buf)
 	return err
+}
+
+// serveRequest calls the handler, turning a panic into a CNI error for this
+// request: one bad input must not take the agent down for every other pod.
+func (s *Server) serveRequest(ctx context.Context, req *plexusv1.CNIRequest) (resp *plexusv1.CNIResponse) {
+	defer func() {
+		if p := recover(); p != nil {
+			if s.Log != nil {
+				s.Log.Error("panic serving CNI request", "verb", req.Verb.String(), "container", req.ContainerId, "panic", p, "stack", string(debug.Stack()))
+			}
+			resp = &plexusv1.CNIResponse{Error: &plexusv1.Error{Code: 100, Msg: fmt.Sprintf("plexus agent internal error serving %s for container %s: %v", req.Verb, req.ContainerId, p)}}
+		}
+	}()
+	return s.Handler.Serve(ctx, req)
 }
 
 func appendFrame(b, msg []byte) []byte {
