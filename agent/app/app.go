@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containernetworking/cni/pkg/invoke"
+
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/record"
@@ -70,7 +72,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Local == nil {
 		return errors.New("Kubernetes mode is not available yet; set local.manifestsDir in the config to run in local mode")
 	}
-	mgr, err := NewLocalManager(cfg, log)
+	mgr, err := NewLocalManager(cfg, log, nil)
 	if err != nil {
 		return err
 	}
@@ -83,8 +85,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	return srv.Serve(ctx, l)
 }
 
-// NewLocalManager builds the core for local mode.
-func NewLocalManager(cfg *config.Config, log *slog.Logger) (*attach.Manager, error) {
+// NewLocalManager builds the core for local mode. exec runs the delegate
+// plugins; nil means fork/exec (benchmarks pass one that times them).
+func NewLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
 	records, err := record.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
 		return nil, err
@@ -104,6 +107,7 @@ func NewLocalManager(cfg *config.Config, log *slog.Logger) (*attach.Manager, err
 		Resolver: &resolve.Resolver{NADs: dir, ConfDir: cfg.CNIConfDir},
 		Records:  records,
 		CacheDir: filepath.Join(cfg.StateDir, "cache"),
+		Exec:     exec,
 		Log:      log,
 	})
 }

@@ -65,7 +65,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 	}
 	// The intent is on disk before any delegate runs: whatever happens
 	// next, DEL knows what may exist.
-	if err := m.records.Put(rec); err != nil {
+	if err := m.records.PutIntent(rec); err != nil {
 		return nil, withCode(CodeIOFailure, fmt.Errorf("pod %s: %w", inv.pod, err))
 	}
 

@@ -1,8 +1,9 @@
 // Package local is the file-backed source of local mode: a directory of YAML
 // (or JSON) manifests holding NetworkAttachmentDefinitions and Pods, the same
-// schema as in a cluster. Files are read on every lookup, so edits apply to
-// the next CNI call without a restart; a file that does not parse is an error
-// naming the file, and does not hide objects in other files.
+// schema as in a cluster. Every lookup checks the directory, so edits apply
+// to the next CNI call without a restart; parsed objects are reused while no
+// file's name, size or modification time changed. A file that does not parse
+// is an error naming the file, and does not hide objects in other files.
 package local
 
 import (
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +31,10 @@ const maxFileSize = 4 << 20
 // Dir reads manifests from a directory.
 type Dir struct {
 	Path string
+
+	mu     sync.Mutex
+	sig    string
+	parsed *objects
 }
 
 type object struct {
@@ -61,10 +67,24 @@ func (d *Dir) load() (*objects, error) {
 		}
 	}
 	sort.Strings(names)
+	var sig strings.Builder
+	for _, n := range names {
+		st, err := os.Stat(filepath.Join(d.Path, n))
+		if err != nil {
+			continue // removed meanwhile; loadFile below would report it
+		}
+		fmt.Fprintf(&sig, "%s\x00%d\x00%d\x00", n, st.Size(), st.ModTime().UnixNano())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.parsed != nil && d.sig == sig.String() {
+		return d.parsed, nil
+	}
 	objs := &objects{pods: map[string]*source.Pod{}, nads: map[string]*nadv1.NetworkAttachmentDefinition{}}
 	for _, n := range names {
 		objs.loadFile(filepath.Join(d.Path, n))
 	}
+	d.sig, d.parsed = sig.String(), objs
 	return objs, nil
 }
 
