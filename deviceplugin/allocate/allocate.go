@@ -1,0 +1,63 @@
+// Package allocate builds what kubelet hands a container for a set of pool
+// devices (environment, device nodes) and picks preferred device sets.
+package allocate
+
+import (
+	"fmt"
+	"strings"
+
+	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+)
+
+// EnvName is the variable that lists a container's devices of one pool:
+// PCIDEVICE_<PREFIX>_<NAME>, upper-cased with every character that is not
+// a letter or digit replaced by '_', so a shell can read it.
+func EnvName(prefix, name string) string {
+	return "PCIDEVICE_" + shellIdent(prefix) + "_" + shellIdent(name)
+}
+
+func shellIdent(s string) string {
+	b := []byte(strings.ToUpper(s))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// vfioContainer is the VFIO container node every vfio user needs next to
+// its group node.
+const vfioContainer = "/dev/vfio/vfio"
+
+// Container builds one container's allocation. devs are looked up by the
+// IDs kubelet sent; an unknown ID is an error because kubelet must only
+// send IDs this pool advertised.
+func Container(prefix, name string, ids []string, devs map[string]discovery.Device) (*pb.ContainerAllocateResponse, error) {
+	resp := &pb.ContainerAllocateResponse{Envs: map[string]string{}}
+	seen := map[string]bool{}
+	addSpec := func(path string) {
+		if seen[path] {
+			return
+		}
+		seen[path] = true
+		resp.Devices = append(resp.Devices, &pb.DeviceSpec{HostPath: path, ContainerPath: path, Permissions: "rw"})
+	}
+	for _, id := range ids {
+		d, ok := devs[id]
+		if !ok {
+			return nil, fmt.Errorf("device %q is not in pool %s/%s", id, prefix, name)
+		}
+		switch d.Kind {
+		case discovery.KindVFIO:
+			addSpec(vfioContainer)
+			addSpec(d.VFIODevice)
+		case discovery.KindUIO:
+			addSpec(d.UIODevice)
+		}
+	}
+	resp.Envs[EnvName(prefix, name)] = strings.Join(ids, ",")
+	return resp, nil
+}

@@ -1,0 +1,135 @@
+package allocate_test
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/plexus-cni/plexus/deviceplugin/allocate"
+	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+	"github.com/plexus-cni/plexus/deviceplugin/pool"
+)
+
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	shell := regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+	tests := []struct{ prefix, name, want string }{
+		{"plexus.io", "sriov_net", "PCIDEVICE_PLEXUS_IO_SRIOV_NET"},
+		{"intel.com", "intel-sriov.dpdk", "PCIDEVICE_INTEL_COM_INTEL_SRIOV_DPDK"},
+		{"a-b.example.com", "Mixed9Case", "PCIDEVICE_A_B_EXAMPLE_COM_MIXED9CASE"},
+	}
+	for _, tt := range tests {
+		got := allocate.EnvName(tt.prefix, tt.name)
+		if got != tt.want {
+			t.Errorf("EnvName(%q, %q) = %q, want %q", tt.prefix, tt.name, got, tt.want)
+		}
+		if !shell.MatchString(got) {
+			t.Errorf("%q is not a shell identifier", got)
+		}
+	}
+}
+
+func TestContainer(t *testing.T) {
+	t.Parallel()
+	devs := map[string]discovery.Device{
+		"0000:01:00.0": {Address: "0000:01:00.0", Kind: discovery.KindVFIO, VFIODevice: "/dev/vfio/10"},
+		"0000:01:00.1": {Address: "0000:01:00.1", Kind: discovery.KindVFIO, VFIODevice: "/dev/vfio/noiommu-11"},
+		"0000:02:00.0": {Address: "0000:02:00.0", Kind: discovery.KindUIO, UIODevice: "/dev/uio0"},
+		"0000:03:00.0": {Address: "0000:03:00.0", Kind: discovery.KindNetDevice, Ifname: "eth1"},
+	}
+	tests := []struct {
+		name  string
+		ids   []string
+		specs []string
+		err   bool
+	}{
+		{"vfio adds the container node once", []string{"0000:01:00.0", "0000:01:00.1"}, []string{"/dev/vfio/vfio", "/dev/vfio/10", "/dev/vfio/noiommu-11"}, false},
+		{"uio", []string{"0000:02:00.0"}, []string{"/dev/uio0"}, false},
+		{"netdevice has no device nodes", []string{"0000:03:00.0"}, nil, false},
+		{"unknown id", []string{"0000:09:00.0"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			resp, err := allocate.Container("plexus.io", "p", tt.ids, devs)
+			if (err != nil) != tt.err {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil {
+				return
+			}
+			var specs []string
+			for _, d := range resp.Devices {
+				specs = append(specs, d.HostPath)
+			}
+			if !slices.Equal(specs, tt.specs) {
+				t.Errorf("specs = %v, want %v", specs, tt.specs)
+			}
+			if got, want := resp.Envs["PCIDEVICE_PLEXUS_IO_P"], strings.Join(tt.ids, ","); got != want {
+				t.Errorf("env = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// topo: node 0 has PF A (4 VFs) and PF B (2 VFs); node 1 has PF C (3 VFs);
+// one standalone PF on no NUMA node (-1).
+func topo() (map[string]discovery.Device, []string) {
+	devs := map[string]discovery.Device{}
+	var ids []string
+	add := func(pf string, numa, n int) {
+		for i := range n {
+			id := fmt.Sprintf("%s-vf%d", pf, i)
+			devs[id] = discovery.Device{Address: id, PFAddress: pf, NUMANode: numa}
+			ids = append(ids, id)
+		}
+	}
+	add("A", 0, 4)
+	add("B", 0, 2)
+	add("C", 1, 3)
+	devs["S"] = discovery.Device{Address: "S", NUMANode: -1}
+	ids = append(ids, "S")
+	return devs, ids
+}
+
+func TestPreferred(t *testing.T) {
+	t.Parallel()
+	devs, all := topo()
+	tests := []struct {
+		name      string
+		available []string
+		must      []string
+		size      int
+		policy    pool.Policy
+		want      []string
+	}{
+		{"spread over PFs on the fullest node", all, nil, 2, pool.PolicySpread, []string{"A-vf0", "B-vf0"}},
+		{"spread three", all, nil, 3, pool.PolicySpread, []string{"A-vf0", "B-vf0", "A-vf1"}},
+		{"pack onto one PF", all, nil, 3, pool.PolicyPack, []string{"A-vf0", "A-vf1", "A-vf2"}},
+		{"pack spills to the next PF on the same node", all, nil, 5, pool.PolicyPack, []string{"A-vf0", "A-vf1", "A-vf2", "A-vf3", "B-vf0"}},
+		{"must-include pulls the request to its node", all, []string{"C-vf2"}, 2, pool.PolicySpread, []string{"C-vf2", "C-vf0"}},
+		{"node that fits wins over the fuller node that does not", []string{"A-vf0", "C-vf0", "C-vf1"}, nil, 2, pool.PolicySpread, []string{"C-vf0", "C-vf1"}},
+		{"no node fits: fill from the biggest first", []string{"A-vf0", "A-vf1", "C-vf0"}, nil, 3, pool.PolicyPack, []string{"A-vf0", "A-vf1", "C-vf0"}},
+		{"fewer available than asked", []string{"A-vf0"}, nil, 2, pool.PolicySpread, []string{"A-vf0"}},
+		{"must-include alone satisfies", all, []string{"B-vf1"}, 1, pool.PolicySpread, []string{"B-vf1"}},
+		{"spread counts must-include PF usage", all, []string{"A-vf3"}, 2, pool.PolicySpread, []string{"A-vf3", "B-vf0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := allocate.Preferred(tt.available, tt.must, tt.size, devs, tt.policy)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Preferred = %v, want %v", got, tt.want)
+			}
+			seen := map[int]bool{}
+			for _, id := range got {
+				seen[devs[id].NUMANode] = true
+			}
+			if len(got) == tt.size && len(seen) > 1 && tt.name != "no node fits: fill from the biggest first" {
+				t.Errorf("request crosses NUMA nodes: %v", got)
+			}
+		})
+	}
+}

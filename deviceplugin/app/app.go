@@ -1,0 +1,321 @@
+// Package app wires discovery, pools and per-pool plugin servers into the
+// plexus-deviceplugin daemon. Run returns errors; only main exits.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jaypipes/pcidb"
+	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
+	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+	"github.com/plexus-cni/plexus/deviceplugin/pool"
+	"github.com/plexus-cni/plexus/deviceplugin/server"
+	"github.com/plexus-cni/plexus/deviceplugin/watch"
+)
+
+// Options are the parsed command line.
+type Options struct {
+	Config         string
+	Root           string
+	PluginDir      string
+	DevInfoDir     string
+	HealthInterval time.Duration
+	PollInterval   time.Duration
+	DryRun         bool
+}
+
+// KubeletSocket is kubelet's registration socket inside the plugin dir.
+func (o *Options) KubeletSocket() string { return filepath.Join(o.PluginDir, "kubelet.sock") }
+
+func parseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error) {
+	fs := flag.NewFlagSet("plexus-deviceplugin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &Options{}
+	fs.StringVar(&o.Config, "config", "/etc/plexus/deviceplugin.yaml", "pool configuration file (YAML or JSON), see docs/deviceplugin.md")
+	fs.StringVar(&o.Root, "sysfs-root", "/", "root under which sys/, dev/ and usr/share/hwdata/pci.ids are read (the host root when run in a container with it mounted)")
+	fs.StringVar(&o.PluginDir, "device-plugin-dir", pb.DevicePluginPath, "kubelet device plugin directory holding kubelet.sock")
+	fs.StringVar(&o.DevInfoDir, "devinfo-dir", devinfo.DefaultDir, `directory for Device Info spec files ("" disables them)`)
+	fs.DurationVar(&o.HealthInterval, "health-interval", server.DefaultHealthInterval, "how often device health is re-evaluated")
+	fs.DurationVar(&o.PollInterval, "poll-interval", 5*time.Second, "poll period backing up inotify for kubelet.sock and the config file, and for registration retries")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "print the pools and their devices as JSON on stdout and exit")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler
+	switch *format {
+	case "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return nil, nil, fmt.Errorf("--log-format: %q is not text or json", *format)
+	}
+	if o.HealthInterval <= 0 || o.PollInterval <= 0 {
+		return nil, nil, errors.New("--health-interval and --poll-interval must be positive")
+	}
+	o.PluginDir = filepath.Clean(o.PluginDir)
+	return o, slog.New(h), nil
+}
+
+// Run is the whole daemon: it returns when ctx ends (nil) or when start-up
+// fails (the error). -h prints usage and returns nil.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, logger, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := pool.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	db, err := discovery.LoadPCIDB(o.Root)
+	if err != nil {
+		return err
+	}
+	d := &daemon{opts: o, log: logger, db: db, plugins: map[string]*running{}}
+	if o.DryRun {
+		pools, err := d.discover(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		return printPools(stdout, pools)
+	}
+	if err := d.reconcile(ctx, cfg); err != nil {
+		d.stopAll()
+		return err
+	}
+	defer d.stopAll()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		watch.Path(ctx, o.KubeletSocket(), watch.Inode, o.PollInterval, logger, func() { d.kubeletRestarted(ctx) })
+	})
+	wg.Go(func() {
+		watch.Path(ctx, o.Config, watch.Content, o.PollInterval, logger, func() { d.reload(ctx) })
+	})
+	t := time.NewTicker(o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			logger.Info("shutting down")
+			return nil
+		case <-t.C:
+			d.tick(ctx)
+		}
+	}
+}
+
+type running struct {
+	plugin     *server.Plugin
+	key        string // pool spec and devices; a change restarts the plugin
+	registered bool
+}
+
+type daemon struct {
+	opts *Options
+	log  *slog.Logger
+	db   *pcidb.PCIDB
+
+	mu      sync.Mutex
+	plugins map[string]*running // by full resource name
+}
+
+func (d *daemon) discover(ctx context.Context, cfg *pool.Config) ([]pool.Pool, error) {
+	res, err := discovery.Discover(ctx, d.opts.Root, discovery.Options{DB: d.db})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range res.Problems {
+		d.log.Warn("PCI entry skipped", "entry", p.Entry, "reason", p.Reason)
+	}
+	pools, unassigned := pool.Assign(cfg, res.Devices)
+	for _, u := range unassigned {
+		d.log.Debug("device in no pool", "device", u.Address, "kind", u.Kind, "driver", u.Driver)
+	}
+	return pools, nil
+}
+
+// reconcile discovers devices and makes the running plugins match cfg.
+// Plugins whose pool spec and devices are unchanged keep running, so a
+// config edit does not disturb kubelet's view of unrelated pools.
+func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
+	pools, err := d.discover(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := map[string]pool.Pool{}
+	keys := map[string]string{}
+	for _, p := range pools {
+		name := p.Spec.FullName()
+		want[name] = p
+		raw, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("fingerprint pool %s: %w", name, err)
+		}
+		keys[name] = string(raw)
+	}
+	for name, r := range d.plugins {
+		if keys[name] == r.key {
+			continue
+		}
+		d.log.Info("stopping plugin", "resource", name)
+		r.plugin.Stop()
+		delete(d.plugins, name)
+	}
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		if _, ok := d.plugins[name]; ok {
+			continue
+		}
+		p := server.New(server.Config{
+			Pool:           want[name],
+			PluginDir:      d.opts.PluginDir,
+			Root:           d.opts.Root,
+			DevInfoDir:     d.opts.DevInfoDir,
+			HealthInterval: d.opts.HealthInterval,
+			Logger:         d.log,
+		})
+		if err := p.Start(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("start plugin %s: %w", name, err))
+			continue
+		}
+		d.log.Info("serving pool", "resource", name, "devices", len(want[name].Devices), "socket", p.Socket())
+		d.plugins[name] = &running{plugin: p, key: keys[name]}
+	}
+	d.registerPendingLocked(ctx)
+	return errors.Join(errs...)
+}
+
+// reload re-reads the config after it changed. A bad config is reported
+// and the running pools are left alone.
+func (d *daemon) reload(ctx context.Context) {
+	cfg, err := pool.Load(d.opts.Config)
+	if err != nil {
+		d.log.Error("config change rejected, keeping current pools", "err", err)
+		return
+	}
+	d.log.Info("config changed, reconciling pools")
+	if err := d.reconcile(ctx, cfg); err != nil {
+		d.log.Error("reconcile pools", "err", err)
+	}
+}
+
+// kubeletRestarted re-serves sockets kubelet deleted and registers again.
+func (d *daemon) kubeletRestarted(ctx context.Context) {
+	d.log.Info("kubelet.sock re-created, re-registering")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Every plugin registers again, even one the socket check in tick
+	// already re-registered: stat cannot tell two quick kubelet restarts
+	// apart, and kubelet takes a repeated Register as a no-op
+	// reconnect, while a missed one leaves the resource unavailable.
+	for name, r := range d.plugins {
+		r.registered = false
+		if err := r.plugin.EnsureServing(); err != nil {
+			d.log.Error("re-serve plugin", "resource", name, "err", err)
+		}
+	}
+	d.registerPendingLocked(ctx)
+}
+
+// tick re-serves plugins whose socket vanished and retries registration.
+// A vanished socket means kubelet restarted (it deletes every socket in
+// the plugin dir) even when the kubelet.sock watch missed the restart.
+func (d *daemon) tick(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, r := range d.plugins {
+		if _, err := os.Stat(r.plugin.Socket()); err == nil {
+			continue
+		}
+		r.registered = false
+		if err := r.plugin.EnsureServing(); err != nil {
+			d.log.Error("re-serve plugin", "resource", name, "err", err)
+		}
+	}
+	d.registerPendingLocked(ctx)
+}
+
+// registerPendingLocked registers plugins kubelet has not accepted yet.
+// Without kubelet.sock there is nobody to register with; the watcher
+// calls again when it appears.
+func (d *daemon) registerPendingLocked(ctx context.Context) {
+	if _, err := os.Stat(d.opts.KubeletSocket()); err != nil {
+		return
+	}
+	for name, r := range d.plugins {
+		if r.registered {
+			continue
+		}
+		if err := r.plugin.Register(ctx, d.opts.KubeletSocket()); err != nil {
+			d.log.Warn("registration failed, will retry", "resource", name, "err", err)
+			continue
+		}
+		r.registered = true
+	}
+}
+
+func (d *daemon) stopAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, r := range d.plugins {
+		r.plugin.Stop()
+		delete(d.plugins, name)
+	}
+}
+
+func printPools(w io.Writer, pools []pool.Pool) error {
+	type out struct {
+		Resource string             `json:"resource"`
+		Devices  []discovery.Device `json:"devices"`
+	}
+	list := make([]out, 0, len(pools))
+	for _, p := range pools {
+		devs := p.Devices
+		if devs == nil {
+			devs = []discovery.Device{} // print [], not null
+		}
+		list = append(list, out{Resource: p.Spec.FullName(), Devices: devs})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(list); err != nil {
+		return fmt.Errorf("print pools: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/plexus-cni/plexus/deviceplugin/app"
+	"github.com/plexus-cni/plexus/deviceplugin/kubelettest"
+	"github.com/plexus-cni/plexus/deviceplugin/server"
+	"github.com/plexus-cni/plexus/deviceplugin/sysfstest"
+)
+
+func tree(t *testing.T) *sysfstest.Tree {
+	tr := sysfstest.New(t, t.TempDir())
+	var vfs []sysfstest.Func
+	for i := range 4 {
+		vf := sysfstest.Func{Address: sysfstest.VFAddress(0x3b, i), Vendor: "8086", Device: "154c", Driver: "iavf",
+			Ifname: fmt.Sprintf("ens1f0v%d", i), NUMANode: 0, IOMMUGroup: 30 + i, UIO: -1}
+		if i >= 2 {
+			vf.Driver, vf.Ifname = "vfio-pci", ""
+		}
+		vfs = append(vfs, vf)
+	}
+	tr.AddPF(sysfstest.Func{Address: "0000:3b:00.0", Vendor: "8086", Device: "1572", Driver: "i40e", Ifname: "ens1f0", NUMANode: 0, IOMMUGroup: 3, UIO: -1}, 8, vfs)
+	return tr
+}
+
+const config = `
+pools:
+- resourceName: net
+  deviceType: netdevice
+  selectors: [{pfNames: [ens1f0]}]
+- resourceName: dpdk
+  deviceType: vfio
+  selectors: [{drivers: [vfio-pci]}]
+`
+
+func shortDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "dp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+func writeConfig(t *testing.T, path, body string) {
+	t.Helper()
+	// Atomic replace, as a ConfigMap update or an editor would do.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// registered waits until each of want has registered, then drains
+// repeats until kubelet has been quiet for a while: after a kubelet
+// restart both the kubelet.sock watch and the plugin-socket check may
+// register a plugin, which kubelet tolerates. It returns the distinct
+// names seen, sorted.
+func registered(t *testing.T, k *kubelettest.Kubelet, want ...string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	missing := func() bool {
+		for _, w := range want {
+			if !seen[w] {
+				return true
+			}
+		}
+		return false
+	}
+	for missing() {
+		seen[k.WaitRegister(t, 10*time.Second).ResourceName] = true
+	}
+	for {
+		select {
+		case r := <-k.Registers:
+			seen[r.ResourceName] = true
+			continue
+		case <-time.After(400 * time.Millisecond):
+		}
+		break
+	}
+	var names []string
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func noRegister(t *testing.T, k *kubelettest.Kubelet, d time.Duration) {
+	t.Helper()
+	select {
+	case r := <-k.Registers:
+		t.Errorf("unexpected Register of %s", r.ResourceName)
+	case <-time.After(d):
+	}
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func probe(t *testing.T, socket string) {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := pb.NewDevicePluginClient(conn).GetDevicePluginOptions(ctx, &pb.Empty{}); err != nil {
+		t.Errorf("plugin %s unreachable: %v", socket, err)
+	}
+}
+
+// TestRunLifecycle drives the daemon as kubelet would see it: start-up
+// registration, a kubelet restart, a live config reload (good and bad),
+// and shutdown.
+func TestRunLifecycle(t *testing.T) {
+	tr := tree(t)
+	dir := shortDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "pools.yaml")
+	writeConfig(t, cfgPath, config)
+	kubelet := kubelettest.Start(t, dir)
+	baseline := runtime.NumGoroutine()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncWriter{buf: &bytes.Buffer{}}
+	go func() {
+		done <- app.Run(ctx, []string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
+			"--devinfo-dir", filepath.Join(t.TempDir(), "devinfo"), "--health-interval", "50ms", "--poll-interval", "100ms",
+			"--log-level", "debug"}, io.Discard, logs)
+	}()
+	defer func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	}()
+
+	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+		t.Fatalf("registered %v", got)
+	}
+	netSock := filepath.Join(dir, server.SocketName("plexus.io/net"))
+	dpdkSock := filepath.Join(dir, server.SocketName("plexus.io/dpdk"))
+
+	// Kubelet restart: it deletes every plugin socket and comes back.
+	kubelet.Restart(t, true)
+	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+		t.Fatalf("re-registered %v", got)
+	}
+	probe(t, netSock)
+	probe(t, dpdkSock)
+
+	// A restart that leaves plugin sockets alone is seen through
+	// kubelet.sock alone.
+	kubelet.Restart(t, false)
+	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+		t.Fatalf("re-registered %v", got)
+	}
+
+	// Live reload: a new pool appears; unchanged pools keep their server.
+	netIno, dpdkIno := inode(t, netSock), inode(t, dpdkSock)
+	writeConfig(t, cfgPath, config+`
+- resourceName: dpdk_uio
+  deviceType: uio
+  selectors: [{}]
+`)
+	if got := registered(t, kubelet, "plexus.io/dpdk_uio"); !slices.Equal(got, []string{"plexus.io/dpdk_uio"}) {
+		t.Fatalf("after reload registered %v", got)
+	}
+	if inode(t, netSock) != netIno || inode(t, dpdkSock) != dpdkIno {
+		t.Error("unchanged pools were restarted by the reload")
+	}
+
+	// A changed pool is restarted and re-registered; the others stay.
+	writeConfig(t, cfgPath, strings.Replace(config, "pfNames: [ens1f0]", "pfNames: ['ens1f0#0']", 1)+`
+- resourceName: dpdk_uio
+  deviceType: uio
+  selectors: [{}]
+`)
+	if got := registered(t, kubelet, "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/net"}) {
+		t.Fatalf("after pool change registered %v", got)
+	}
+	if inode(t, dpdkSock) != dpdkIno {
+		t.Error("dpdk pool restarted although unchanged")
+	}
+
+	// A broken config is rejected and everything keeps running.
+	writeConfig(t, cfgPath, "pools: [{resourceName: x}]")
+	noRegister(t, kubelet, 500*time.Millisecond)
+	probe(t, netSock)
+	if !strings.Contains(logs.String(), "config change rejected") {
+		t.Error("bad config not reported")
+	}
+
+	// Shutdown: Run returns, sockets go, goroutines end.
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		done <- nil // for the deferred receive
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != "kubelet.sock" {
+			t.Errorf("%s left in plugin dir", e.Name())
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > baseline {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after shutdown, %d before start:\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestRunStartupErrors(t *testing.T) {
+	t.Parallel()
+	tr := tree(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	writeConfig(t, bad, "pools: [{resourceName: net, deviceType: netdev, selectors: [{}]}]")
+	good := filepath.Join(t.TempDir(), "good.yaml")
+	writeConfig(t, good, config)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"invalid config names pool and field", []string{"--config", bad, "--sysfs-root", tr.Root}, `pools[0] (net): deviceType: "netdev"`},
+		{"missing config", []string{"--config", "/nonexistent.yaml"}, "read pool config"},
+		{"no pci.ids", []string{"--config", good, "--sysfs-root", t.TempDir()}, "no pci.ids database"},
+		{"bad flag", []string{"--bogus"}, "flag provided but not defined"},
+		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := app.Run(context.Background(), tt.args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Run error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunDryRun(t *testing.T) {
+	t.Parallel()
+	tr := tree(t)
+	cfgPath := filepath.Join(t.TempDir(), "pools.json")
+	writeConfig(t, cfgPath, config)
+	var out bytes.Buffer
+	if err := app.Run(context.Background(), []string{"--config", cfgPath, "--sysfs-root", tr.Root, "--dry-run"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var pools []struct {
+		Resource string
+		Devices  []struct{ Address string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &pools); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(pools) != 2 || len(pools[0].Devices) != 2 || len(pools[1].Devices) != 2 {
+		t.Errorf("dry run output: %s", out.String())
+	}
+}

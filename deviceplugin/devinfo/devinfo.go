@@ -1,0 +1,94 @@
+// Package devinfo writes the Device Information files (k8snetworkplumbingwg
+// Device Info spec v1.1) that tell the CNI delegate which PCI function a
+// pod got. The file name is the contract readers rely on: it is derived
+// from the resource name and device ID exactly as the spec's reference
+// library does, so Multus-era readers find our files too.
+package devinfo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultDir is where the spec says device plugins write.
+const DefaultDir = "/var/run/k8s.cni.cncf.io/devinfo/dp"
+
+// SpecVersion is the Device Info spec version we write.
+const SpecVersion = "1.1.0"
+
+// Info is the file body.
+type Info struct {
+	Type    string `json:"type"`
+	Version string `json:"version"`
+	PCI     *PCI   `json:"pci,omitempty"`
+}
+
+// PCI carries the PCI device fields of the spec.
+type PCI struct {
+	PCIAddress   string `json:"pci-address"`
+	PFPCIAddress string `json:"pf-pci-address,omitempty"`
+}
+
+// Path returns the file for one device of a resource:
+// <dir>/<resourceName with '/' as '->-<deviceID>-device.json.
+func Path(dir, resourceName, deviceID string) string {
+	return filepath.Join(dir, fmt.Sprintf("%s-%s-device.json",
+		strings.ReplaceAll(resourceName, "/", "-"), strings.ReplaceAll(deviceID, "/", "-")))
+}
+
+// WritePCI writes the file for a PCI device atomically (temp file, fsync,
+// rename) so a CNI plugin reading concurrently never sees half a file.
+func WritePCI(dir, resourceName, addr, pfAddr string) (string, error) {
+	body, err := json.Marshal(Info{Type: "pci", Version: SpecVersion, PCI: &PCI{PCIAddress: addr, PFPCIAddress: pfAddr}})
+	if err != nil {
+		return "", fmt.Errorf("encode device info for %s: %w", addr, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create device info dir: %w", err)
+	}
+	path := Path(dir, resourceName, addr)
+	tmp, err := os.CreateTemp(dir, ".devinfo-*")
+	if err != nil {
+		return "", fmt.Errorf("write device info for %s: %w", addr, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o644); err != nil {
+		return "", fmt.Errorf("write device info for %s: %w", addr, err)
+	}
+	if _, err := tmp.Write(body); err != nil {
+		return "", fmt.Errorf("write device info for %s: %w", addr, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", fmt.Errorf("sync device info for %s: %w", addr, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("close device info for %s: %w", addr, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("rename device info for %s: %w", addr, err)
+	}
+	ok = true
+	return path, nil
+}
+
+// Remove deletes files; already-missing files are not an error.
+func Remove(paths ...string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove device info: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,513 @@
+// Package discovery finds the network PCI functions a node can hand to pods:
+// SR-IOV VFs, PFs without VFs, and functions bound to vfio-pci or a UIO
+// driver for DPDK. ghw supplies the PCI inventory and names; plain sysfs
+// supplies what ghw does not model (SR-IOV links, netdevs, UIO, /dev/vfio).
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jaypipes/ghw"
+	"github.com/jaypipes/ghw/pkg/pci"
+	"github.com/jaypipes/pcidb"
+)
+
+// Kind says how a container consumes a device.
+type Kind string
+
+const (
+	KindNetDevice Kind = "netdevice" // kernel driver, used through its netdev
+	KindVFIO      Kind = "vfio"      // vfio-pci: /dev/vfio/<group>
+	KindUIO       Kind = "uio"       // igb_uio or uio_pci_generic: /dev/uioN
+	KindOther     Kind = "other"     // unbound or a driver we cannot hand out
+)
+
+// Device is one allocatable PCI function.
+type Device struct {
+	Address     string // PCI address, also the kubelet device ID
+	VendorID    string // lower-case hex, e.g. "8086"
+	DeviceID    string
+	VendorName  string
+	ProductName string
+	Driver      string
+	Kind        Kind
+	NUMANode    int // -1 when the platform reports none
+
+	IsVF      bool
+	PFAddress string // for VFs: the parent PF
+	PFName    string // for VFs: the PF netdev name, if the PF has one
+	VFIndex   int    // for VFs: N in the PF's virtfnN link; -1 otherwise
+	TotalVFs  int    // for PFs: sriov_totalvfs
+
+	IOMMUGroup string // "" when no IOMMU group
+	VFIODevice string // /dev/vfio/<group> or /dev/vfio/noiommu-<group>
+	UIODevice  string // /dev/uioN
+	Ifname     string // netdev name, kernel drivers only
+	LinkType   string // "ether", "infiniband", ... from net/<if>/type
+}
+
+// Problem is a PCI entry discovery could not use. Problems are reported
+// rather than dropped so that an operator sees why a device is missing.
+type Problem struct {
+	Entry  string
+	Reason string
+}
+
+func (p Problem) String() string { return p.Entry + ": " + p.Reason }
+
+// Result is the outcome of one discovery pass.
+type Result struct {
+	Devices  []Device
+	Problems []Problem
+}
+
+// ErrNoPCIDB means no pci.ids database exists under the root; ghw cannot
+// enumerate PCI devices without one.
+var ErrNoPCIDB = errors.New("no pci.ids database")
+
+// LoadPCIDB loads pci.ids from under root. ghw.WithChroot does not reach
+// pcidb (ghw v0.27 calls pcidb.New without the chroot, and pcidb checks a
+// per-user cache before any chroot), so we locate the file ourselves and
+// hand the loaded database to ghw.
+func LoadPCIDB(root string) (*pcidb.PCIDB, error) {
+	// Where distributions install pci.ids, relative to root.
+	pciIDsPaths := []string{
+		"usr/share/hwdata/pci.ids",
+		"usr/share/misc/pci.ids",
+		"usr/share/hwdata/pci.ids.gz",
+		"usr/share/misc/pci.ids.gz",
+	}
+	for _, rel := range pciIDsPaths {
+		p := filepath.Join(root, rel)
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		db, err := pcidb.New(pcidb.WithPath(p))
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", p, err)
+		}
+		return db, nil
+	}
+	return nil, fmt.Errorf("%w under %s (looked in %s)", ErrNoPCIDB, root, strings.Join(pciIDsPaths, ", "))
+}
+
+// Options tune a discovery pass.
+type Options struct {
+	// DB is a preloaded pci.ids database; nil loads it from Root.
+	DB *pcidb.PCIDB
+}
+
+// Discover lists the network PCI functions under root ("/" on a node).
+func Discover(ctx context.Context, root string, opts Options) (*Result, error) {
+	db := opts.DB
+	if db == nil {
+		var err error
+		if db, err = LoadPCIDB(root); err != nil {
+			return nil, err
+		}
+	}
+	s := newScanner(root)
+	entries, err := busEntries(s.busDir)
+	if err != nil {
+		return nil, err
+	}
+	// Our own sysfs reads do not depend on ghw's answer, so they run
+	// alongside ghw's scan: on a node with a few thousand VFs both are
+	// thousands of syscalls, and overlapping them keeps discovery close
+	// to the cost of ghw alone.
+	var all map[string]*facts
+	var wg sync.WaitGroup
+	wg.Go(func() { all = s.readAll(ctx, entries) })
+	// Topology is disabled because ghw only fills NUMA nodes when it
+	// decides the machine is NUMA, and it fails outright when
+	// sys/devices/system/node is absent; we read numa_node ourselves.
+	// ghw's warnings are silenced: it would warn about topology on every
+	// pass, and the entries it warns about are reported as Problems.
+	info, err := ghw.PCI(ghw.WithChroot(root), ghw.WithPCIDB(db), ghw.WithDisableTopology(), ghw.WithDisableWarnings())
+	wg.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("ghw PCI inventory under %s: %w", root, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	res := &Result{}
+	devs := info.Devices
+	if len(devs) != len(entries) {
+		// ghw gives up on the whole bus when a single entry is unreadable
+		// and returns an empty list. Rebuild the list entry by entry with
+		// ghw's own parser so the good devices survive and the bad ones
+		// are named.
+		devs, res.Problems = s.salvage(info, entries)
+	}
+	for _, d := range devs {
+		f, ok := all[d.Address]
+		if !ok || d.Class == nil || d.Class.ID != "02" { // network controllers only
+			continue
+		}
+		dev, ok, err := s.device(d, f, all)
+		if err != nil {
+			res.Problems = append(res.Problems, Problem{Entry: d.Address, Reason: err.Error()})
+			continue
+		}
+		if ok {
+			res.Devices = append(res.Devices, dev)
+		}
+	}
+	sort.Slice(res.Devices, func(i, j int) bool { return res.Devices[i].Address < res.Devices[j].Address })
+	return res, nil
+}
+
+var pciAddrRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+
+// ValidAddress reports whether s is a full, lower-case PCI address.
+func ValidAddress(s string) bool { return pciAddrRE.MatchString(s) }
+
+// modaliasLen is the length of a PCI modalias line, the shortest ghw accepts.
+const modaliasLen = 53
+
+// busEntries lists sys/bus/pci/devices unsorted; only the count matters
+// unless ghw lost devices.
+func busEntries(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	return names, nil
+}
+
+func (s *scanner) salvage(info *pci.Info, entries []string) ([]*pci.Device, []Problem) {
+	sort.Strings(entries)
+	var devs []*pci.Device
+	var problems []Problem
+	for _, addr := range entries {
+		if !ValidAddress(strings.ToLower(addr)) {
+			problems = append(problems, Problem{Entry: addr, Reason: "not a PCI address"})
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(s.busDir, addr, "modalias"))
+		if err != nil {
+			problems = append(problems, Problem{Entry: addr, Reason: fmt.Sprintf("read modalias: %v", err)})
+			continue
+		}
+		m := strings.TrimSpace(string(raw))
+		if len(m) < modaliasLen {
+			problems = append(problems, Problem{Entry: addr, Reason: fmt.Sprintf("modalias %q too short", m)})
+			continue
+		}
+		d := info.ParseDevice(addr, m)
+		if d == nil {
+			problems = append(problems, Problem{Entry: addr, Reason: fmt.Sprintf("modalias %q unparsable", m)})
+			continue
+		}
+		d.Driver = s.linkBase(addr, "driver")
+		d.IOMMUGroup = s.linkBase(addr, "iommu_group")
+		devs = append(devs, d)
+	}
+	return devs, problems
+}
+
+type scanner struct {
+	root   string
+	busDir string
+	vfIdx  map[string]*vfMap // by PF address
+}
+
+// vfMap maps VF addresses to VF indexes for one PF.
+type vfMap struct {
+	idx       map[string]int
+	fromLinks bool // built from the virtfnN links, so final
+}
+
+func newScanner(root string) *scanner {
+	return &scanner{
+		root:   root,
+		busDir: filepath.Join(root, "sys/bus/pci/devices"),
+		vfIdx:  map[string]*vfMap{},
+	}
+}
+
+func (s *scanner) linkBase(addr, name string) string {
+	dest, err := os.Readlink(filepath.Join(s.busDir, addr, name))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(dest)
+}
+
+// facts is what one function's own sysfs directory says. VFs skip what
+// they inherit from their PF (NUMA node, link type, which the kernel
+// reports identically for every VF of a PF): with hundreds of VFs per PF
+// those reads would dominate discovery.
+type facts struct {
+	physfn   string // PF address, for VFs
+	numa     int
+	numVFs   int
+	totalVFs int
+	ifname   string
+	linkType string
+}
+
+// readAll reads facts for every bus entry on GOMAXPROCS goroutines: sysfs
+// reads are syscalls, and they are independent per device. It stops early
+// when ctx ends; the caller checks ctx.
+func (s *scanner) readAll(ctx context.Context, addrs []string) map[string]*facts {
+	out := make([]facts, len(addrs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(addrs)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(addrs) || ctx.Err() != nil {
+					return
+				}
+				out[i] = s.read(addrs[i])
+			}
+		})
+	}
+	wg.Wait()
+	m := make(map[string]*facts, len(out))
+	for i := range out {
+		m[addrs[i]] = &out[i]
+	}
+	return m
+}
+
+// read runs before ghw has said what the device is, so it reads only what
+// is cheap for every device; driver-specific facts are read later.
+func (s *scanner) read(addr string) facts {
+	dir := filepath.Join(s.busDir, addr)
+	f := facts{numa: -1}
+	if pf, err := os.Readlink(filepath.Join(dir, "physfn")); err == nil {
+		f.physfn = filepath.Base(pf)
+	} else {
+		f.numa = readInt(filepath.Join(dir, "numa_node"), -1)
+		f.numVFs = readInt(filepath.Join(dir, "sriov_numvfs"), 0)
+		f.totalVFs = readInt(filepath.Join(dir, "sriov_totalvfs"), 0)
+	}
+	if f.ifname = firstEntry(filepath.Join(dir, "net")); f.ifname != "" && f.physfn == "" {
+		f.linkType = linkType(readInt(filepath.Join(dir, "net", f.ifname, "type"), -1))
+	}
+	return f
+}
+
+// device turns facts into a Device; ok is false for PFs that carry VFs
+// (their VFs are handed out instead) and for functions we cannot use.
+func (s *scanner) device(d *pci.Device, f *facts, all map[string]*facts) (Device, bool, error) {
+	dev := Device{
+		Address:     d.Address,
+		VendorID:    d.Vendor.ID,
+		DeviceID:    d.Product.ID,
+		VendorName:  d.Vendor.Name,
+		ProductName: d.Product.Name,
+		Driver:      d.Driver,
+		IOMMUGroup:  d.IOMMUGroup,
+		NUMANode:    f.numa,
+		VFIndex:     -1,
+		Ifname:      f.ifname,
+		LinkType:    f.linkType,
+	}
+	dir := filepath.Join(s.busDir, d.Address)
+	if f.physfn != "" {
+		dev.IsVF = true
+		dev.PFAddress = f.physfn
+		pf, ok := all[f.physfn]
+		if !ok {
+			// The PF is not a network controller in ghw's eyes (or is
+			// missing); read what we would have inherited directly.
+			pf = &facts{numa: readInt(filepath.Join(dir, "numa_node"), -1)}
+		}
+		dev.PFName = pf.ifname
+		dev.NUMANode = pf.numa
+		if f.ifname != "" {
+			dev.LinkType = pf.linkType
+			if dev.LinkType == "" {
+				dev.LinkType = linkType(readInt(filepath.Join(dir, "net", f.ifname, "type"), -1))
+			}
+		}
+		idx, ok := s.vfIndex(f.physfn, dev.Address)
+		if !ok {
+			return Device{}, false, fmt.Errorf("VF of %s has no virtfn link back from its PF", dev.PFAddress)
+		}
+		dev.VFIndex = idx
+	} else {
+		dev.TotalVFs = f.totalVFs
+		if f.numVFs > 0 {
+			return Device{}, false, nil
+		}
+	}
+
+	switch d.Driver {
+	case "vfio-pci":
+		dev.Kind = KindVFIO
+		dev.Ifname, dev.LinkType = "", ""
+		if dev.IOMMUGroup == "" {
+			return Device{}, false, errors.New("bound to vfio-pci but has no iommu_group")
+		}
+		for _, name := range []string{dev.IOMMUGroup, "noiommu-" + dev.IOMMUGroup} {
+			p := "/dev/vfio/" + name
+			if _, err := os.Stat(filepath.Join(s.root, p)); err == nil {
+				dev.VFIODevice = p
+				break
+			}
+		}
+		if dev.VFIODevice == "" {
+			return Device{}, false, fmt.Errorf("bound to vfio-pci but neither /dev/vfio/%s nor /dev/vfio/noiommu-%s exists", dev.IOMMUGroup, dev.IOMMUGroup)
+		}
+	case "igb_uio", "uio_pci_generic":
+		dev.Kind = KindUIO
+		uio := firstEntry(filepath.Join(dir, "uio"))
+		if uio == "" {
+			return Device{}, false, fmt.Errorf("bound to %s but has no uio device", d.Driver)
+		}
+		dev.UIODevice = "/dev/" + uio
+		dev.Ifname, dev.LinkType = "", ""
+	case "":
+		return dev, false, nil // unbound: nothing a container could open
+	default:
+		if f.ifname == "" {
+			return dev, false, nil // e.g. a VF whose driver has not created its netdev yet
+		}
+		dev.Kind = KindNetDevice
+	}
+	return dev, true, nil
+}
+
+// vfIndex maps a VF to N in its PF's virtfnN link. The PCIe SR-IOV
+// capability places VF N at routing ID PF + offset + N*stride, which the
+// kernel exposes as sriov_offset and sriov_stride; that costs two reads
+// per PF instead of one readlink per VF. The virtfnN links remain the
+// authority and are read when the arithmetic does not land on a link.
+func (s *scanner) vfIndex(pf, vf string) (int, bool) {
+	m, ok := s.vfIdx[pf]
+	if !ok {
+		m = &vfMap{idx: s.vfIndexByArithmetic(pf)}
+		s.vfIdx[pf] = m
+	}
+	if i, ok := m.idx[vf]; ok || m.fromLinks {
+		return i, ok
+	}
+	m.idx, m.fromLinks = s.vfIndexByLinks(pf), true
+	i, ok := m.idx[vf]
+	return i, ok
+}
+
+func (s *scanner) vfIndexByArithmetic(pf string) map[string]int {
+	m := map[string]int{}
+	dir := filepath.Join(s.busDir, pf)
+	offset := readInt(filepath.Join(dir, "sriov_offset"), -1)
+	stride := readInt(filepath.Join(dir, "sriov_stride"), -1)
+	n := readInt(filepath.Join(dir, "sriov_numvfs"), 0)
+	domain, rid, ok := routingID(pf)
+	if offset < 0 || stride < 1 || !ok {
+		return m
+	}
+	for i := range n {
+		r := rid + offset + i*stride
+		if r > 0xffff {
+			break
+		}
+		m[fmt.Sprintf("%s:%02x:%02x.%d", domain, r>>8, (r>>3)&0x1f, r&7)] = i
+	}
+	// One readlink checks the arithmetic against the kernel's own link.
+	if dest, err := os.Readlink(filepath.Join(dir, "virtfn0")); err != nil || m[filepath.Base(dest)] != 0 {
+		return map[string]int{}
+	}
+	return m
+}
+
+func (s *scanner) vfIndexByLinks(pf string) map[string]int {
+	m := map[string]int{}
+	dir := filepath.Join(s.busDir, pf)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return m
+	}
+	for _, e := range entries {
+		n, found := strings.CutPrefix(e.Name(), "virtfn")
+		if !found {
+			continue
+		}
+		i, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		if dest, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+			m[filepath.Base(dest)] = i
+		}
+	}
+	return m
+}
+
+// routingID splits dddd:bb:dd.f into the domain and the 16-bit PCIe
+// routing ID (bus<<8 | device<<3 | function).
+func routingID(addr string) (string, int, bool) {
+	if !ValidAddress(addr) {
+		return "", 0, false
+	}
+	bus, err1 := strconv.ParseUint(addr[5:7], 16, 8)
+	dev, err2 := strconv.ParseUint(addr[8:10], 16, 8)
+	fn, err3 := strconv.ParseUint(addr[11:12], 16, 8)
+	if err1 != nil || err2 != nil || err3 != nil || dev > 0x1f {
+		return "", 0, false
+	}
+	return addr[:4], int(bus<<8 | dev<<3 | fn), true
+}
+
+// firstEntry returns one name in dir, or "". Unlike os.ReadDir it neither
+// stats nor sorts, which matters when called for every VF.
+func firstEntry(dir string) string {
+	f, err := os.Open(dir)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil || len(names) == 0 {
+		return ""
+	}
+	return names[0]
+}
+
+func readInt(path string, def int) int {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return def
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+// linkType names the ARPHRD_* values a pool selector can ask for.
+func linkType(arphrd int) string {
+	switch arphrd {
+	case 1:
+		return "ether"
+	case 32:
+		return "infiniband"
+	case -1:
+		return ""
+	default:
+		return strconv.Itoa(arphrd)
+	}
+}

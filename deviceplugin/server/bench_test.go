@@ -1,0 +1,51 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+	"github.com/plexus-cni/plexus/deviceplugin/kubelettest"
+	"github.com/plexus-cni/plexus/deviceplugin/pool"
+	"github.com/plexus-cni/plexus/deviceplugin/server"
+)
+
+// BenchmarkAllocate measures one Allocate of one VF as kubelet sees it:
+// over the plugin's unix socket, with and without the device info file
+// (written with fsync, which dominates on real disks).
+func BenchmarkAllocate(b *testing.B) {
+	var devs []discovery.Device
+	for i := range 64 {
+		devs = append(devs, discovery.Device{Address: fmt.Sprintf("0000:3b:%02x.%d", 1+i/8, i%8), Kind: discovery.KindVFIO,
+			VFIODevice: fmt.Sprintf("/dev/vfio/%d", 100+i), PFAddress: "0000:3b:00.0", NUMANode: 0})
+	}
+	spec := pool.Spec{ResourceName: "bench", ResourcePrefix: "plexus.io", DeviceType: discovery.KindVFIO, AllocationPolicy: pool.PolicySpread}
+	for _, withDevInfo := range []bool{false, true} {
+		b.Run(fmt.Sprintf("devinfo=%v", withDevInfo), func(b *testing.B) {
+			dir := b.TempDir()
+			devinfoDir := ""
+			if withDevInfo {
+				devinfoDir = filepath.Join(dir, "devinfo")
+			}
+			p := server.New(server.Config{Pool: pool.Pool{Spec: spec, Devices: devs}, PluginDir: dir, Root: dir, DevInfoDir: devinfoDir})
+			ctx := context.Background()
+			if err := p.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer p.Stop()
+			c := kubelettest.Dial(b, p.Socket())
+			i := 0
+			for b.Loop() {
+				req := &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{devs[i%len(devs)].Address}}}}
+				if _, err := c.Allocate(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

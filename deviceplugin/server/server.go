@@ -1,0 +1,432 @@
+// Package server is the kubelet device plugin for one pool: a gRPC server
+// on its own unix socket that registers with kubelet, streams device
+// health, and answers allocation requests.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/plexus-cni/plexus/deviceplugin/allocate"
+	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
+	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+	"github.com/plexus-cni/plexus/deviceplugin/health"
+	"github.com/plexus-cni/plexus/deviceplugin/pool"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultHealthInterval = 5 * time.Second
+	readyTimeout          = 10 * time.Second
+	registerTimeout       = 10 * time.Second
+)
+
+// Config describes one plugin.
+type Config struct {
+	Pool           pool.Pool
+	PluginDir      string // where kubelet looks for plugin sockets
+	Root           string // sysfs/dev root for health checks
+	DevInfoDir     string // Device Info spec files; "" disables them
+	HealthInterval time.Duration
+	Logger         *slog.Logger
+}
+
+// Plugin serves one pool. Start and Stop may be called from different
+// goroutines; Stop is idempotent.
+type Plugin struct {
+	pb.UnimplementedDevicePluginServer
+
+	cfg    Config
+	log    *slog.Logger
+	socket string
+	devs   map[string]discovery.Device
+
+	mu      sync.Mutex
+	ctx     context.Context // nil until Start
+	cancel  context.CancelFunc
+	srv     *grpc.Server
+	served  chan struct{} // closed when the current Serve returns
+	wg      sync.WaitGroup
+	health  map[string]string // device ID -> "" (healthy) or reason
+	changed chan struct{}     // closed and replaced on every health change
+	written map[string]string // device ID -> device info file
+	recheck chan struct{}
+	stopped bool
+}
+
+// New builds a plugin; nothing runs until Start.
+func New(cfg Config) *Plugin {
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Plugin{
+		cfg:     cfg,
+		log:     cfg.Logger.With("resource", cfg.Pool.Spec.FullName()),
+		socket:  filepath.Join(cfg.PluginDir, SocketName(cfg.Pool.Spec.FullName())),
+		devs:    map[string]discovery.Device{},
+		health:  map[string]string{},
+		changed: make(chan struct{}),
+		written: map[string]string{},
+		recheck: make(chan struct{}, 1),
+	}
+	for _, d := range cfg.Pool.Devices {
+		p.devs[d.Address] = d
+	}
+	return p
+}
+
+// SocketName is the plugin socket file name for a resource. Only the
+// "/" is replaced, by "_", which a DNS-subdomain prefix cannot contain:
+// distinct resources thus never share a socket.
+func SocketName(resource string) string {
+	return "plexus-" + strings.Replace(resource, "/", "_", 1) + ".sock"
+}
+
+// Socket is the plugin's socket path.
+func (p *Plugin) Socket() string { return p.socket }
+
+// ResourceName is prefix/name.
+func (p *Plugin) ResourceName() string { return p.cfg.Pool.Spec.FullName() }
+
+// Start listens on the plugin socket, serves, waits until the server
+// answers, and starts health checking. Everything stops with ctx or Stop.
+func (p *Plugin) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx != nil {
+		return errors.New("plugin already started")
+	}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.evaluate()
+	p.removeStaleDevInfo()
+	if err := p.listenLocked(); err != nil {
+		p.cancel()
+		return err
+	}
+	p.wg.Go(p.healthLoop)
+	// Stop when the parent context ends even if nobody calls Stop.
+	p.wg.Go(func() {
+		<-p.ctx.Done()
+		p.mu.Lock()
+		if p.srv != nil {
+			p.srv.Stop()
+		}
+		p.mu.Unlock()
+	})
+	return nil
+}
+
+// listenLocked replaces any stale socket, serves on a fresh one and waits
+// until a client can reach it. p.mu must be held.
+func (p *Plugin) listenLocked() error {
+	if err := os.MkdirAll(p.cfg.PluginDir, 0o750); err != nil {
+		return fmt.Errorf("create plugin dir: %w", err)
+	}
+	if err := os.Remove(p.socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	lis, err := net.Listen("unix", p.socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", p.socket, err)
+	}
+	// Only kubelet (root) should talk to us.
+	if err := os.Chmod(p.socket, 0o600); err != nil {
+		_ = lis.Close()
+		return fmt.Errorf("chmod %s: %w", p.socket, err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterDevicePluginServer(srv, p)
+	served := make(chan struct{})
+	p.srv, p.served = srv, served
+	p.wg.Go(func() {
+		defer close(served)
+		if err := srv.Serve(lis); err != nil {
+			p.log.Error("device plugin server stopped", "err", err)
+		}
+	})
+	if err := waitReady(p.ctx, p.socket); err != nil {
+		srv.Stop()
+		return fmt.Errorf("plugin %s not ready: %w", p.socket, err)
+	}
+	return nil
+}
+
+// waitReady dials the socket until an RPC succeeds, so that we never
+// register with kubelet before kubelet could reach us.
+func waitReady(ctx context.Context, socket string) error {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if _, err := pb.NewDevicePluginClient(conn).GetDevicePluginOptions(ctx, &pb.Empty{}, grpc.WaitForReady(true)); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
+}
+
+// EnsureServing re-creates the socket if it disappeared: kubelet deletes
+// every socket in the plugin dir when it restarts.
+func (p *Plugin) EnsureServing() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx == nil || p.ctx.Err() != nil {
+		return errors.New("plugin not running")
+	}
+	if _, err := os.Stat(p.socket); err == nil {
+		return nil
+	}
+	p.log.Info("plugin socket gone, serving again")
+	p.srv.Stop()
+	<-p.served
+	return p.listenLocked()
+}
+
+// Stop shuts the server down, removes the socket and the device info
+// files this plugin wrote. It waits for every goroutine and is idempotent.
+func (p *Plugin) Stop() {
+	p.mu.Lock()
+	if p.ctx == nil || p.stopped {
+		// A second Stop must not touch the socket: a replacement plugin
+		// for the same resource may own that path by now.
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	p.cancel()
+	if p.srv != nil {
+		p.srv.Stop()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := os.Remove(p.socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.log.Warn("remove plugin socket", "err", err)
+	}
+	paths := make([]string, 0, len(p.written))
+	for _, f := range p.written {
+		paths = append(paths, f)
+	}
+	clear(p.written)
+	if err := devinfo.Remove(paths...); err != nil {
+		p.log.Warn("remove device info files", "err", err)
+	}
+}
+
+// Register tells kubelet about this plugin through kubelet's registration
+// socket.
+func (p *Plugin) Register(ctx context.Context, kubeletSocket string) error {
+	conn, err := grpc.NewClient("unix://"+kubeletSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial kubelet: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
+	defer cancel()
+	_, err = pb.NewRegistrationClient(conn).Register(ctx, &pb.RegisterRequest{
+		Version:      pb.Version,
+		Endpoint:     filepath.Base(p.socket),
+		ResourceName: p.ResourceName(),
+		Options:      options(),
+	}, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("register %s with kubelet: %w", p.ResourceName(), err)
+	}
+	p.log.Info("registered with kubelet", "endpoint", filepath.Base(p.socket), "devices", len(p.devs))
+	return nil
+}
+
+// Recheck asks for a health evaluation now rather than at the next tick.
+func (p *Plugin) Recheck() {
+	select {
+	case p.recheck <- struct{}{}:
+	default:
+	}
+}
+
+func options() *pb.DevicePluginOptions {
+	return &pb.DevicePluginOptions{GetPreferredAllocationAvailable: true}
+}
+
+func (p *Plugin) healthLoop() {
+	t := time.NewTicker(p.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		case <-p.recheck:
+		}
+		p.mu.Lock()
+		p.evaluate()
+		p.mu.Unlock()
+	}
+}
+
+// evaluate re-checks every device and wakes ListAndWatch streams if any
+// health changed. p.mu must be held (or the plugin not yet shared).
+func (p *Plugin) evaluate() {
+	changed := false
+	for id := range p.devs {
+		d := p.devs[id]
+		reason := health.Check(p.cfg.Root, &d)
+		old, known := p.health[id]
+		if known && old == reason {
+			continue
+		}
+		p.health[id] = reason
+		changed = true
+		switch {
+		case reason != "":
+			p.log.Warn("device unhealthy", "device", id, "reason", reason)
+		case known:
+			p.log.Info("device healthy again", "device", id)
+		}
+	}
+	if changed {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// snapshot returns the device list to send and the channel that closes on
+// the next change.
+func (p *Plugin) snapshot() (*pb.ListAndWatchResponse, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	resp := &pb.ListAndWatchResponse{Devices: make([]*pb.Device, 0, len(p.devs))}
+	for _, d := range p.cfg.Pool.Devices {
+		h := pb.Healthy
+		if p.health[d.Address] != "" {
+			h = pb.Unhealthy
+		}
+		dev := &pb.Device{ID: d.Address, Health: h}
+		if d.NUMANode >= 0 {
+			dev.Topology = &pb.TopologyInfo{Nodes: []*pb.NUMANode{{ID: int64(d.NUMANode)}}}
+		}
+		resp.Devices = append(resp.Devices, dev)
+	}
+	return resp, p.changed
+}
+
+// GetDevicePluginOptions implements the device plugin API.
+func (p *Plugin) GetDevicePluginOptions(context.Context, *pb.Empty) (*pb.DevicePluginOptions, error) {
+	return options(), nil
+}
+
+// ListAndWatch sends the device list, then again on every health change,
+// until kubelet hangs up or the plugin stops.
+func (p *Plugin) ListAndWatch(_ *pb.Empty, stream grpc.ServerStreamingServer[pb.ListAndWatchResponse]) error {
+	p.mu.Lock()
+	done := p.ctx.Done()
+	p.mu.Unlock()
+	for {
+		resp, changed := p.snapshot()
+		if err := stream.Send(resp); err != nil {
+			return fmt.Errorf("send device list: %w", err)
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		case <-done:
+			return nil
+		}
+	}
+}
+
+// PreStartContainer is never called (PreStartRequired is false) but
+// answers rather than failing should a kubelet call it anyway.
+func (p *Plugin) PreStartContainer(context.Context, *pb.PreStartContainerRequest) (*pb.PreStartContainerResponse, error) {
+	return &pb.PreStartContainerResponse{}, nil
+}
+
+// GetPreferredAllocation keeps each request on one NUMA node and spreads
+// or packs it across PFs per the pool's allocationPolicy.
+func (p *Plugin) GetPreferredAllocation(_ context.Context, req *pb.PreferredAllocationRequest) (*pb.PreferredAllocationResponse, error) {
+	resp := &pb.PreferredAllocationResponse{}
+	for _, cr := range req.GetContainerRequests() {
+		for _, id := range append(cr.GetAvailableDeviceIDs(), cr.GetMustIncludeDeviceIDs()...) {
+			if _, ok := p.devs[id]; !ok {
+				return nil, status.Errorf(codes.InvalidArgument, "device %q is not in pool %s", id, p.ResourceName())
+			}
+		}
+		ids := allocate.Preferred(cr.GetAvailableDeviceIDs(), cr.GetMustIncludeDeviceIDs(), int(cr.GetAllocationSize()), p.devs, p.cfg.Pool.Spec.AllocationPolicy)
+		resp.ContainerResponses = append(resp.ContainerResponses, &pb.ContainerPreferredAllocationResponse{DeviceIDs: ids})
+	}
+	return resp, nil
+}
+
+// Allocate returns env, device nodes and writes device info files.
+func (p *Plugin) Allocate(_ context.Context, req *pb.AllocateRequest) (*pb.AllocateResponse, error) {
+	spec := p.cfg.Pool.Spec
+	resp := &pb.AllocateResponse{}
+	for _, cr := range req.GetContainerRequests() {
+		c, err := allocate.Container(spec.ResourcePrefix, spec.ResourceName, cr.GetDevicesIds(), p.devs)
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		if err := p.writeDevInfo(cr.GetDevicesIds()); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		resp.ContainerResponses = append(resp.ContainerResponses, c)
+	}
+	p.log.Debug("allocated", "containers", len(resp.ContainerResponses))
+	return resp, nil
+}
+
+func (p *Plugin) writeDevInfo(ids []string) error {
+	if p.cfg.DevInfoDir == "" {
+		return nil
+	}
+	for _, id := range ids {
+		d := p.devs[id]
+		path, err := devinfo.WritePCI(p.cfg.DevInfoDir, p.ResourceName(), d.Address, d.PFAddress)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.written[id] = path
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// removeStaleDevInfo deletes files a previous run of this plugin left for
+// its devices: kubelet never tells a plugin a device was released, so a
+// crash leaves them behind.
+func (p *Plugin) removeStaleDevInfo() {
+	if p.cfg.DevInfoDir == "" {
+		return
+	}
+	paths := make([]string, 0, len(p.devs))
+	for id := range p.devs {
+		paths = append(paths, devinfo.Path(p.cfg.DevInfoDir, p.ResourceName(), id))
+	}
+	if err := devinfo.Remove(paths...); err != nil {
+		p.log.Warn("remove stale device info files", "err", err)
+	}
+}
