@@ -36,3 +36,5 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 if [ -x tools/setup-bazel.sh ]; then tools/setup-bazel.sh; fi
 tools/cni-plugins.sh >/dev/null
+# etcd and kube-apiserver for the Kubernetes-mode tests (cached; ~15 min cold).
+tools/cluster/build-binaries.sh etcd kube-apiserver >/dev/null

@@ -5,21 +5,24 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 
 	"github.com/plexus-cni/plexus/agent/attach"
+	"github.com/plexus-cni/plexus/agent/cniconf"
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/server"
+	"github.com/plexus-cni/plexus/agent/shiminstall"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/agent/source/local"
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
 )
@@ -69,18 +72,59 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if cfg.Local == nil {
-		return errors.New("Kubernetes mode is not available yet; set local.manifestsDir in the config to run in local mode")
+	var mgr *attach.Manager
+	if cfg.Local != nil {
+		if mgr, err = NewLocalManager(cfg, log, nil); err != nil {
+			return err
+		}
+	} else {
+		var stop func()
+		if mgr, stop, err = newKubeManager(ctx, cfg, log); err != nil {
+			return err
+		}
+		defer stop()
 	}
-	mgr, err := NewLocalManager(cfg, log, nil)
-	if err != nil {
-		return err
+	if cfg.ShimInstall != nil {
+		changed, err := shiminstall.Install(cfg.ShimInstall.Source, cfg.ShimInstall.BinDir)
+		if err != nil {
+			return fmt.Errorf("install the CNI shim: %w", err)
+		}
+		log.Info("CNI shim in place", "dir", cfg.ShimInstall.BinDir, "updated", changed)
 	}
 	l, err := server.Listen(cfg.Socket)
 	if err != nil {
 		return err
 	}
-	log.Info("plexus agent serving", "socket", cfg.Socket, "mode", "local", "manifests", cfg.Local.ManifestsDir, "version", Version)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if cfg.CNIConf != nil {
+		gen := &cniconf.Generator{
+			ConfDir:                cfg.CNIConfDir,
+			FileName:               cfg.CNIConf.FileName,
+			SocketPath:             cfg.Socket,
+			ReadinessIndicatorFile: cfg.CNIConf.ReadinessIndicatorFile,
+			Log:                    log,
+		}
+		genCtx, cancelGen := context.WithCancel(ctx)
+		defer cancelGen()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gen.Run(genCtx); err != nil {
+				log.Error("CNI configuration generation stopped", "err", err)
+			}
+			if cfg.CNIConf.RemoveOnExit {
+				if err := gen.Uninstall(); err != nil {
+					log.Error("remove the plexus CNI configuration", "err", err)
+				}
+			}
+		}()
+	}
+	mode := "kubernetes"
+	if cfg.Local != nil {
+		mode = "local"
+	}
+	log.Info("plexus agent serving", "socket", cfg.Socket, "mode", mode, "version", Version)
 	srv := &server.Server{Handler: Handler(mgr), Version: Version, Log: log, Limit: cfg.MaxConcurrent}
 	return srv.Serve(ctx, l)
 }
@@ -88,11 +132,17 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 // NewLocalManager builds the core for local mode. exec runs the delegate
 // plugins; nil means fork/exec (benchmarks pass one that times them).
 func NewLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
+	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
+	return newManager(cfg, dir, dir, nil, log, exec)
+}
+
+// newManager builds the core over the given sources: the same code from
+// selection on serves both modes.
+func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGetter, reporter attach.StatusReporter, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
 	records, err := record.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
 		return nil, err
 	}
-	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
 	return attach.New(attach.Options{
 		Config: attach.Config{
 			ClusterNetwork:     cfg.ClusterNetwork,
@@ -103,11 +153,12 @@ func NewLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*a
 			GlobalNamespaces:   cfg.GlobalNamespaces,
 			BinDirs:            cfg.BinDirs,
 		},
-		Pods:     dir,
-		Resolver: &resolve.Resolver{NADs: dir, ConfDir: cfg.CNIConfDir},
+		Pods:     pods,
+		Resolver: &resolve.Resolver{NADs: nads, ConfDir: cfg.CNIConfDir},
 		Records:  records,
 		CacheDir: filepath.Join(cfg.StateDir, "cache"),
 		Exec:     exec,
+		Reporter: reporter,
 		Log:      log,
 	})
 }

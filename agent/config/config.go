@@ -36,6 +36,45 @@ type Config struct {
 
 	// Local, when set, runs the agent without Kubernetes.
 	Local *Local `json:"local,omitempty"`
+	// Kubernetes configures Kubernetes mode, the mode when Local is unset.
+	Kubernetes Kubernetes `json:"kubernetes,omitempty"`
+	// CNIConf, when set, makes the agent write the runtime's plexus
+	// conflist into CNIConfDir, following the primary configuration there.
+	CNIConf *CNIConf `json:"cniConf,omitempty"`
+	// ShimInstall, when set, copies the shim into the host's CNI bin dir.
+	ShimInstall *ShimInstall `json:"shimInstall,omitempty"`
+}
+
+// Kubernetes configures Kubernetes mode.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig path; empty means in-cluster.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// NodeName is this node; empty means $NODE_NAME (downward API).
+	NodeName string `json:"nodeName,omitempty"`
+	// PodWaitSeconds bounds the wait for a pod the informer has not seen
+	// before one live GET (default 2).
+	PodWaitSeconds float64 `json:"podWaitSeconds,omitempty"`
+}
+
+// CNIConf configures CNI configuration generation.
+type CNIConf struct {
+	// FileName of the generated conflist (default 00-plexus.conflist).
+	FileName string `json:"fileName,omitempty"`
+	// ReadinessIndicatorFile: generate only while this file exists (Multus'
+	// readinessindicatorfile).
+	ReadinessIndicatorFile string `json:"readinessIndicatorFile,omitempty"`
+	// RemoveOnExit removes the generated conflist when the agent stops, so
+	// the node falls back to its primary CNI (uninstall). Off by default: an
+	// agent restart must not let pods bypass plexus.
+	RemoveOnExit bool `json:"removeOnExit,omitempty"`
+}
+
+// ShimInstall configures the shim installation.
+type ShimInstall struct {
+	// Source is the shim binary to copy (in the agent's image).
+	Source string `json:"source"`
+	// BinDir is the host's CNI bin dir as mounted into the agent.
+	BinDir string `json:"binDir"`
 }
 
 // Local configures local mode.
@@ -118,6 +157,12 @@ func (c *Config) validate() error {
 	}
 	if c.Local != nil && !filepath.IsAbs(c.Local.ManifestsDir) {
 		return fmt.Errorf("local.manifestsDir: %q must be an absolute path", c.Local.ManifestsDir)
+	}
+	if c.Kubernetes.PodWaitSeconds < 0 {
+		return fmt.Errorf("kubernetes.podWaitSeconds: must not be negative")
+	}
+	if c.ShimInstall != nil && (!filepath.IsAbs(c.ShimInstall.Source) || !filepath.IsAbs(c.ShimInstall.BinDir)) {
+		return fmt.Errorf("shimInstall: source and binDir must be absolute paths")
 	}
 	return nil
 }

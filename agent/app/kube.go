@@ -1,0 +1,70 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/plexus-cni/plexus/agent/attach"
+	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/kube"
+)
+
+// informerSyncTimeout bounds the start-up wait for the informer caches.
+const informerSyncTimeout = 2 * time.Minute
+
+// newKubeManager builds the core over informer caches and the Kubernetes
+// status reporter. stop waits for the informers after ctx ends.
+func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger) (*attach.Manager, func(), error) {
+	node := cfg.Kubernetes.NodeName
+	if node == "" {
+		node = os.Getenv("NODE_NAME")
+	}
+	if node == "" {
+		return nil, nil, fmt.Errorf("kubernetes.nodeName is not set and NODE_NAME is empty: the agent must know its node")
+	}
+	var restCfg *rest.Config
+	var err error
+	if cfg.Kubernetes.Kubeconfig != "" {
+		restCfg, err = clientcmd.BuildConfigFromFlags("", cfg.Kubernetes.Kubeconfig)
+	} else {
+		restCfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	restCfg.UserAgent = "plexus-agent/" + Version
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	nads, err := nadclient.NewForConfig(restCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	sources, informers, err := kube.NewSources(kube.Options{
+		Client: client, NADClient: nads, NodeName: node,
+		PodWait: time.Duration(cfg.Kubernetes.PodWaitSeconds * float64(time.Second)),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	syncCtx, cancel := context.WithTimeout(ctx, informerSyncTimeout)
+	defer cancel()
+	if err := informers.Start(ctx, syncCtx); err != nil {
+		return nil, nil, err
+	}
+	log.Info("informer caches synced", "node", node)
+	mgr, err := newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mgr, informers.Shutdown, nil
+}

@@ -1,0 +1,95 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/plexus-cni/plexus/agent/netstatus"
+	"github.com/plexus-cni/plexus/agent/selection"
+	"github.com/plexus-cni/plexus/agent/source"
+)
+
+// Component is the Events' source component.
+const Component = "plexus-agent"
+
+// Reporter publishes a pod's network-status as a merge patch of its
+// annotations (never a PUT of the pod or its status) and records Events.
+type Reporter struct {
+	Client   kubernetes.Interface
+	NodeName string
+}
+
+// Report writes the network-status annotation and one Normal Event per
+// attached interface.
+func (r *Reporter) Report(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error {
+	value, err := json.Marshal(status)
+	if err != nil {
+		return fmt.Errorf("encode network-status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	meta := map[string]any{"annotations": map[string]string{selection.NetworkStatusAnnotation: string(value)}}
+	if pod.UID != "" {
+		// A UID in the patch makes it fail on a re-created pod of the same
+		// name instead of writing our status onto it.
+		meta["uid"] = pod.UID
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return err
+	}
+	if _, err := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component}); err != nil {
+		return fmt.Errorf("patch network-status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	var errs []string
+	for _, e := range status {
+		msg := fmt.Sprintf("Add %s %v from %s", e.Interface, e.IPs, e.Name)
+		if err := r.event(ctx, pod, corev1.EventTypeNormal, "AddedInterface", msg); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("events for pod %s/%s: %s", pod.Namespace, pod.Name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Failed records a Warning Event naming why the pod's networks failed.
+func (r *Reporter) Failed(ctx context.Context, pod *source.Pod, cause error) {
+	// Best effort: the CNI error already carries the cause to the runtime.
+	_ = r.event(ctx, pod, corev1.EventTypeWarning, "ErrorAddingNetwork", cause.Error())
+}
+
+func (r *Reporter) event(ctx context.Context, pod *source.Pod, typ, reason, msg string) error {
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: pod.Name + ".", Namespace: pod.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID),
+		},
+		Reason:         reason,
+		Message:        truncate(msg, 1024),
+		Type:           typ,
+		Source:         corev1.EventSource{Component: Component, Host: r.NodeName},
+		FirstTimestamp: now,
+		LastTimestamp:  now,
+		Count:          1,
+	}
+	if _, err := r.Client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create %s event %s: %w", typ, reason, err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
