@@ -279,7 +279,7 @@ current-context: c
 
 // AuditEvent is the part of an audit event tests count.
 type AuditEvent struct {
-	Verb      string `json:"verb"`
+	Verb      string                    `json:"verb"`
 	User      struct{ Username string } `json:"user"`
 	ObjectRef struct {
 		Resource    string `json:"resource"`
