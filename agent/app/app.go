@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/cniconf"
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/health"
+	"github.com/plexus-cni/plexus/agent/metrics"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/server"
@@ -72,14 +75,15 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	m := metrics.New()
 	var mgr *attach.Manager
 	if cfg.Local != nil {
-		if mgr, err = NewLocalManager(cfg, log, nil); err != nil {
+		if mgr, err = NewLocalManager(cfg, log, m.Exec()); err != nil {
 			return err
 		}
 	} else {
 		var stop func()
-		if mgr, stop, err = newKubeManager(ctx, cfg, log); err != nil {
+		if mgr, stop, err = newKubeManager(ctx, cfg, log, m.Exec()); err != nil {
 			return err
 		}
 		defer stop()
@@ -97,8 +101,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var gen *cniconf.Generator
 	if cfg.CNIConf != nil {
-		gen := &cniconf.Generator{
+		gen = &cniconf.Generator{
 			ConfDir:                cfg.CNIConfDir,
 			FileName:               cfg.CNIConf.FileName,
 			SocketPath:             cfg.Socket,
@@ -120,12 +125,32 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}()
 	}
+	if cfg.HealthAddress != "" {
+		hl, err := net.Listen("tcp", cfg.HealthAddress)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("health endpoint: %w", err)
+		}
+		ready := func() error {
+			if gen != nil && !gen.Ready() {
+				return fmt.Errorf("CNI configuration not written: %s", gen.Status().Reason)
+			}
+			return nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := health.Serve(ctx, hl, ready, m.Registry); err != nil {
+				log.Error("health endpoint stopped", "err", err)
+			}
+		}()
+	}
 	mode := "kubernetes"
 	if cfg.Local != nil {
 		mode = "local"
 	}
-	log.Info("plexus agent serving", "socket", cfg.Socket, "mode", mode, "version", Version)
-	srv := &server.Server{Handler: Handler(mgr), Version: Version, Log: log, Limit: cfg.MaxConcurrent}
+	log.Info("plexus agent serving", "socket", cfg.Socket, "mode", mode, "health", cfg.HealthAddress, "version", Version)
+	srv := &server.Server{Handler: Handler(mgr), Version: Version, Log: log, Limit: cfg.MaxConcurrent, Observe: m.ObserveRequest, Queue: m}
 	return srv.Serve(ctx, l)
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -321,5 +323,102 @@ func TestServerSocketAndHandshake(t *testing.T) {
 	}
 	if slices.Contains([]string{}, "") {
 		t.Fatal("unreachable")
+	}
+}
+
+// The agent as a DaemonSet runs it: it installs the shim into the CNI bin
+// dir, writes the runtime's conflist next to the primary one, serves
+// /healthz, /readyz and /metrics, and removes its conflist on uninstall.
+// The runtime here uses only what the agent put in place.
+func TestAgentInstallsAndReports(t *testing.T) {
+	r := newRig(t, 2)
+	hostBin := filepath.Join(r.dir, "host-bin")
+	if err := os.MkdirAll(hostBin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthAddr := l.Addr().String()
+	l.Close()
+	extra := fmt.Sprintf("healthAddress: %s\ncniConf: {removeOnExit: true}\nshimInstall: {source: %s, binDir: %s}\n", healthAddr, self, hostBin)
+	cfgPath := filepath.Join(r.dir, "agent.yaml")
+	old, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, cfgPath, string(old)+extra)
+	r.start(t)
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + healthAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	generated := filepath.Join(r.dir, "net.d", "00-plexus.conflist")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if _, err := os.Stat(generated); err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready with a primary conf present: /readyz %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, err := os.Stat(filepath.Join(hostBin, "plexus")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("installed shim: %v %v", st, err)
+	}
+
+	list, err := libcni.NetworkConfFromFile(generated)
+	if err != nil {
+		t.Fatalf("generated conflist: %v", err)
+	}
+	runtime := libcni.NewCNIConfigWithCacheDir([]string{hostBin}, filepath.Join(r.dir, "runtime2"), nil)
+	n := cnitest.NewNS(t)
+	ctx := context.Background()
+	if _, err := runtime.AddNetworkList(ctx, list, r.rt("m1", n.Path())); err != nil {
+		t.Fatalf("ADD with the generated conf and the installed shim: %v", err)
+	}
+	if err := runtime.DelNetworkList(ctx, list, r.rt("m1", n.Path())); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	_, metrics := get("/metrics")
+	for _, want := range []string{
+		`plexus_cni_request_duration_seconds_count{verb="ADD"} 1`,
+		`plexus_cni_request_duration_seconds_count{verb="DEL"} 1`,
+		`plexus_delegate_duration_seconds_count{command="ADD",plugin="bridge"} 2`,
+		`plexus_cni_requests_in_flight 0`,
+		`plexus_cni_requests_queued 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	primary, err := os.ReadFile(filepath.Join(r.dir, "net.d", "10-cluster.conflist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stop(t)
+	if _, err := os.Stat(generated); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("generated conflist still present after uninstall: %v", err)
+	}
+	after, err := os.ReadFile(filepath.Join(r.dir, "net.d", "10-cluster.conflist"))
+	if err != nil || !bytes.Equal(after, primary) {
+		t.Errorf("primary conf changed by uninstall: %v", err)
 	}
 }

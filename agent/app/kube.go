@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/invoke"
 	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -22,7 +23,7 @@ const informerSyncTimeout = 2 * time.Minute
 
 // newKubeManager builds the core over informer caches and the Kubernetes
 // status reporter. stop waits for the informers after ctx ends.
-func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger) (*attach.Manager, func(), error) {
+func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, func(), error) {
 	node := cfg.Kubernetes.NodeName
 	if node == "" {
 		node = os.Getenv("NODE_NAME")
@@ -62,7 +63,7 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		return nil, nil, err
 	}
 	log.Info("informer caches synced", "node", node)
-	mgr, err := newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, nil)
+	mgr, err := newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, exec)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -33,6 +33,9 @@ type Config struct {
 
 	// MaxConcurrent caps CNI requests served at once.
 	MaxConcurrent int `json:"maxConcurrent,omitempty"`
+	// HealthAddress, when set, serves /healthz, /readyz and /metrics
+	// (e.g. "127.0.0.1:9091").
+	HealthAddress string `json:"healthAddress,omitempty"`
 
 	// Local, when set, runs the agent without Kubernetes.
 	Local *Local `json:"local,omitempty"`

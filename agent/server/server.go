@@ -52,6 +52,14 @@ type Server struct {
 	Limit int
 	// Observe, if set, is told how each request went.
 	Observe func(verb plexusv1.Verb, d time.Duration, errCode uint32)
+	// Queue, if set, is told of requests waiting for and holding a slot.
+	Queue QueueObserver
+}
+
+// QueueObserver follows the bounded request queue.
+type QueueObserver interface {
+	Waiting(delta int)
+	Serving(delta int)
 }
 
 // Listen creates the socket at path: its directory 0700, the socket 0600,
@@ -110,12 +118,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
+			s.queue(1, 0)
 			select {
 			case slots <- struct{}{}:
+				s.queue(-1, 1)
 			case <-ctx.Done():
+				s.queue(-1, 0)
 				return
 			}
-			defer func() { <-slots }()
+			defer func() { <-slots; s.queue(0, -1) }()
 			if err := s.serveConn(ctx, conn); err != nil && !errors.Is(err, io.EOF) {
 				log.Warn("shim connection failed", "err", err)
 			}
@@ -176,6 +187,18 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	buf = appendFrame(buf, body)
 	_, err = conn.Write(buf)
 	return err
+}
+
+func (s *Server) queue(waiting, serving int) {
+	if s.Queue == nil {
+		return
+	}
+	if waiting != 0 {
+		s.Queue.Waiting(waiting)
+	}
+	if serving != 0 {
+		s.Queue.Serving(serving)
+	}
 }
 
 // serveRequest calls the handler, turning a panic into a CNI error for this

@@ -1,0 +1,108 @@
+// Package metrics holds the agent's Prometheus metrics: CNI request latency
+// and errors per verb, delegate plugin latency, and the request queue.
+package metrics
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
+)
+
+// Metrics is the agent's metric set, registered on its own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+	delegate *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+	waiting  prometheus.Gauge
+}
+
+// buckets span a fast DEL (ms) to a slow SR-IOV ADD (seconds).
+var buckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// New creates and registers the metrics (plus Go runtime and process ones).
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plexus_cni_request_duration_seconds", Help: "CNI requests served, by verb.", Buckets: buckets,
+		}, []string{"verb"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plexus_cni_request_errors_total", Help: "CNI requests that failed, by verb and CNI error code.",
+		}, []string{"verb", "code"}),
+		delegate: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plexus_delegate_duration_seconds", Help: "Delegate plugin executions, by plugin and CNI command.", Buckets: buckets,
+		}, []string{"plugin", "command"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "plexus_cni_requests_in_flight", Help: "CNI requests being served.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "plexus_cni_requests_queued", Help: "CNI requests waiting for a serving slot.",
+		}),
+	}
+	m.Registry.MustRegister(m.requests, m.errors, m.delegate, m.inFlight, m.waiting,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var verbNames = map[plexusv1.Verb]string{
+	plexusv1.Verb_VERB_ADD: "ADD", plexusv1.Verb_VERB_DEL: "DEL", plexusv1.Verb_VERB_CHECK: "CHECK",
+	plexusv1.Verb_VERB_STATUS: "STATUS", plexusv1.Verb_VERB_GC: "GC",
+}
+
+// ObserveRequest records one served request.
+func (m *Metrics) ObserveRequest(verb plexusv1.Verb, d time.Duration, code uint32) {
+	name, ok := verbNames[verb]
+	if !ok {
+		name = "UNKNOWN"
+	}
+	m.requests.WithLabelValues(name).Observe(d.Seconds())
+	if code != 0 {
+		m.errors.WithLabelValues(name, strconv.FormatUint(uint64(code), 10)).Inc()
+	}
+}
+
+// Waiting and Serving track the server's queue (see server.QueueObserver).
+func (m *Metrics) Waiting(delta int) { m.waiting.Add(float64(delta)) }
+
+// Serving tracks requests in flight.
+func (m *Metrics) Serving(delta int) { m.inFlight.Add(float64(delta)) }
+
+// Exec wraps libcni's default plugin execution with a latency histogram.
+func (m *Metrics) Exec() invoke.Exec {
+	return &timedExec{
+		DefaultExec: invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}},
+		m:           m,
+	}
+}
+
+type timedExec struct {
+	invoke.DefaultExec
+	m *Metrics
+}
+
+func (e *timedExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	start := time.Now()
+	out, err := e.DefaultExec.ExecPlugin(ctx, pluginPath, stdin, environ)
+	command := "UNKNOWN"
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
+			command = v
+			break
+		}
+	}
+	e.m.delegate.WithLabelValues(filepath.Base(pluginPath), command).Observe(time.Since(start).Seconds())
+	return out, err
+}
