@@ -230,6 +230,35 @@ func TestKubeMode(t *testing.T) {
 		}
 	}
 
+	// A pod the informer does not have (here: bound to another node, as a
+	// just-created pod may look to a lagging cache) costs one live GET.
+	late := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: "apps"},
+		Spec:       corev1.PodSpec{NodeName: "node-2", Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+	}
+	if _, err := k.admin.CoreV1().Pods("apps").Create(ctx, late, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before = len(k.api.AgentRequests(t))
+	nl := cnitest.NewNS(t)
+	rtLate := k.rt("late1", nl.Path())
+	rtLate.Args = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "apps"}, {"K8S_POD_NAME", "late"}}
+	if _, err := k.runtime.AddNetworkList(ctx, k.list, rtLate); err != nil {
+		t.Fatalf("ADD of a pod the cache lacks: %v", err)
+	}
+	gets := 0
+	for _, r := range k.api.AgentRequests(t)[before:] {
+		if r.Verb == "get" && r.ObjectRef.Resource == "pods" && r.ObjectRef.Name == "late" {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d GETs of the uncached pod, want exactly 1", gets)
+	}
+	if err := k.runtime.DelNetworkList(ctx, k.list, rtLate); err != nil {
+		t.Fatalf("DEL late: %v", err)
+	}
+
 	// DEL with the API server down still tears everything down.
 	k.api.StopAPIServer()
 	if err := k.runtime.DelNetworkList(ctx, k.list, rt); err != nil {
