@@ -42,6 +42,7 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	restCfg.UserAgent = "plexus-agent/" + Version
+	restCfg.QPS, restCfg.Burst = cfg.Kubernetes.QPS, cfg.Kubernetes.Burst
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, nil, err

@@ -259,6 +259,40 @@ func TestKubeMode(t *testing.T) {
 		t.Fatalf("DEL late: %v", err)
 	}
 
+	// Bad input from the API server: a pod that does not exist, a NAD whose
+	// config does not parse, a selection naming a missing NAD. Each fails
+	// with its code and names the pod and network; nothing is attached.
+	k.nad(t, "apps", "broken", `{"cniVersion":`)
+	k.pod(t, "apps", "usesbroken", map[string]string{"k8s.v1.cni.cncf.io/networks": "broken"})
+	k.pod(t, "apps", "usesmissing", map[string]string{"k8s.v1.cni.cncf.io/networks": "nosuch"})
+	for _, c := range []struct {
+		pod  string
+		code uint
+		want []string
+	}{
+		{"ghost", 102, []string{"apps/ghost"}},
+		{"usesbroken", 7, []string{"apps/usesbroken", "apps/broken"}},
+		{"usesmissing", 102, []string{"apps/usesmissing", "apps/nosuch"}},
+	} {
+		nb := cnitest.NewNS(t)
+		rtBad := k.rt(c.pod, nb.Path())
+		rtBad.Args = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "apps"}, {"K8S_POD_NAME", c.pod}}
+		_, err := k.runtime.AddNetworkList(ctx, k.list, rtBad)
+		var cniErr *types.Error
+		if !errors.As(err, &cniErr) || cniErr.Code != c.code {
+			t.Errorf("pod %s: err = %v, want CNI code %d", c.pod, err, c.code)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(cniErr.Msg, w) {
+				t.Errorf("pod %s: error %q does not name %s", c.pod, cniErr.Msg, w)
+			}
+		}
+		if links := cnitest.InNS(t, nb, "-o", "link"); strings.Contains(links, "eth0") {
+			t.Errorf("pod %s: failed ADD left eth0", c.pod)
+		}
+	}
+
 	// DEL with the API server down still tears everything down.
 	k.api.StopAPIServer()
 	if err := k.runtime.DelNetworkList(ctx, k.list, rt); err != nil {

@@ -57,6 +57,11 @@ type Kubernetes struct {
 	// PodWaitSeconds bounds the wait for a pod the informer has not seen
 	// before one live GET (default 2).
 	PodWaitSeconds float64 `json:"podWaitSeconds,omitempty"`
+	// QPS and Burst bound the agent's API requests (defaults 50 and 100).
+	// client-go's own default of 5/10 stalls a burst of pod ADDs: each ADD
+	// makes four writes (docs/benchmarks.md).
+	QPS   float32 `json:"qps,omitempty"`
+	Burst int     `json:"burst,omitempty"`
 }
 
 // CNIConf configures CNI configuration generation.
@@ -134,6 +139,12 @@ func (c *Config) setDefaults() {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 64
 	}
+	if c.Kubernetes.QPS == 0 {
+		c.Kubernetes.QPS = 50
+	}
+	if c.Kubernetes.Burst == 0 {
+		c.Kubernetes.Burst = 100
+	}
 }
 
 func (c *Config) validate() error {
@@ -160,6 +171,9 @@ func (c *Config) validate() error {
 	}
 	if c.Local != nil && !filepath.IsAbs(c.Local.ManifestsDir) {
 		return fmt.Errorf("local.manifestsDir: %q must be an absolute path", c.Local.ManifestsDir)
+	}
+	if c.Kubernetes.QPS < 0 || c.Kubernetes.Burst < 0 {
+		return fmt.Errorf("kubernetes.qps and kubernetes.burst: must not be negative")
 	}
 	if c.Kubernetes.PodWaitSeconds < 0 {
 		return fmt.Errorf("kubernetes.podWaitSeconds: must not be negative")

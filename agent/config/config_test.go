@@ -30,6 +30,7 @@ func TestParseDefaults(t *testing.T) {
 			SystemNamespace:  "kube-system",
 			SystemNamespaces: []string{"kube-system"},
 			MaxConcurrent:    64,
+			Kubernetes:       config.Kubernetes{QPS: 50, Burst: 100},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("Parse(%q) =\n %+v\nwant\n %+v", data, c, want)
@@ -70,6 +71,7 @@ local:
 		NamespaceIsolation: true,
 		GlobalNamespaces:   []string{"default", "shared"},
 		MaxConcurrent:      8,
+		Kubernetes:         config.Kubernetes{QPS: 50, Burst: 100},
 		Local:              &config.Local{ManifestsDir: "/etc/plexus/manifests"},
 	}
 	if !reflect.DeepEqual(c, want) {
