@@ -15,7 +15,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/plexus-cni/plexus/agent/record"
+	"github.com/plexus-cni/plexus/internal/atomicfile"
 )
 
 // DefaultPollInterval is how often Run rescans without an event: fsnotify
@@ -217,7 +217,7 @@ func (g *Generator) reconcile() error {
 	}
 	cur, err := os.ReadFile(own)
 	if err != nil || !bytes.Equal(cur, res.Conflist) {
-		if err := record.WriteFileAtomic(own, res.Conflist, 0o644); err != nil {
+		if err := atomicfile.Write(own, res.Conflist, 0o644); err != nil {
 			g.setStatus(Status{Reason: fmt.Sprintf("cannot write %s", own)})
 			return fmt.Errorf("write plexus CNI configuration: %w", err)
 		}

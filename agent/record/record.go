@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/plexus-cni/plexus/internal/atomicfile"
 )
 
 // FormatVersion is bumped when the record layout changes incompatibly.
@@ -135,7 +137,10 @@ func (s *Store) put(r *Record, durable bool) error {
 	if err != nil {
 		return fmt.Errorf("encode record for container %s: %w", r.ContainerID, err)
 	}
-	return writeFile(p, data, 0o600, durable)
+	if durable {
+		return atomicfile.Write(p, data, 0o600)
+	}
+	return atomicfile.WriteNoSync(p, data, 0o600)
 }
 
 // Delete removes the record; a missing record is not an error.
@@ -183,45 +188,4 @@ func (s *Store) List() ([]*Record, error) {
 		return out[i].IfName < out[j].IfName
 	})
 	return out, errors.Join(errs...)
-}
-
-// WriteFileAtomic writes data to path via a synced temp file and a rename, so
-// readers see the old or the new content, never a torn file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFile(path, data, perm, true)
-}
-
-func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	cleanup := func() { os.Remove(tmp.Name()) }
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		cleanup()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		cleanup()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if durable {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			cleanup()
-			return fmt.Errorf("sync %s: %w", path, err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		cleanup()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		cleanup()
-		return fmt.Errorf("rename into %s: %w", path, err)
-	}
-	return nil
 }

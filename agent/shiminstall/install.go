@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/plexus-cni/plexus/agent/record"
+	"github.com/plexus-cni/plexus/internal/atomicfile"
 )
 
 // BinaryName is the shim's file name in the CNI binary directory; it is the
@@ -81,7 +81,7 @@ func Install(src, dstDir string) (changed bool, err error) {
 func writeNoInherit(dst string, data []byte) error {
 	syscall.ForkLock.RLock()
 	defer syscall.ForkLock.RUnlock()
-	return record.WriteFileAtomic(dst, data, Mode)
+	return atomicfile.Write(dst, data, Mode)
 }
 
 // readRegular reads src whole: the shim is a few MiB, and the atomic writer

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/plexus-cni/plexus/internal/atomicfile"
 )
 
 // DefaultDir is where the spec says device plugins write.
@@ -52,33 +54,9 @@ func WritePCI(dir, resourceName, addr, pfAddr string) (string, error) {
 		return "", fmt.Errorf("create device info dir: %w", err)
 	}
 	path := Path(dir, resourceName, addr)
-	tmp, err := os.CreateTemp(dir, ".devinfo-*")
-	if err != nil {
-		return "", fmt.Errorf("write device info for %s: %w", addr, err)
+	if err := atomicfile.Write(path, body, 0o644); err != nil {
+		return "", fmt.Errorf("device info for %s: %w", addr, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o644); err != nil {
-		return "", fmt.Errorf("write device info for %s: %w", addr, err)
-	}
-	if _, err := tmp.Write(body); err != nil {
-		return "", fmt.Errorf("write device info for %s: %w", addr, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("sync device info for %s: %w", addr, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("close device info for %s: %w", addr, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("rename device info for %s: %w", addr, err)
-	}
-	ok = true
 	return path, nil
 }
 

@@ -302,7 +302,7 @@ func (s *scanner) read(addr string) facts {
 		f.numVFs = readInt(filepath.Join(dir, "sriov_numvfs"), 0)
 		f.totalVFs = readInt(filepath.Join(dir, "sriov_totalvfs"), 0)
 	}
-	if f.ifname = firstEntry(filepath.Join(dir, "net")); f.ifname != "" && f.physfn == "" {
+	if f.ifname = FirstEntry(filepath.Join(dir, "net")); f.ifname != "" && f.physfn == "" {
 		f.linkType = linkType(readInt(filepath.Join(dir, "net", f.ifname, "type"), -1))
 	}
 	return f
@@ -373,7 +373,7 @@ func (s *scanner) device(d *pci.Device, f *facts, all map[string]*facts) (Device
 		}
 	case "igb_uio", "uio_pci_generic":
 		dev.Kind = KindUIO
-		uio := firstEntry(filepath.Join(dir, "uio"))
+		uio := FirstEntry(filepath.Join(dir, "uio"))
 		if uio == "" {
 			return Device{}, false, fmt.Errorf("bound to %s but has no uio device", d.Driver)
 		}
@@ -471,9 +471,9 @@ func routingID(addr string) (string, int, bool) {
 	return addr[:4], int(bus<<8 | dev<<3 | fn), true
 }
 
-// firstEntry returns one name in dir, or "". Unlike os.ReadDir it neither
+// FirstEntry returns one name in dir, or "". Unlike os.ReadDir it neither
 // stats nor sorts, which matters when called for every VF.
-func firstEntry(dir string) string {
+func FirstEntry(dir string) string {
 	f, err := os.Open(dir)
 	if err != nil {
 		return ""

@@ -36,7 +36,7 @@ func Check(root string, d *discovery.Device) string {
 		name := d.Ifname
 		raw, err := os.ReadFile(filepath.Join(dir, "net", name, "operstate"))
 		if err != nil {
-			if name = firstEntry(filepath.Join(dir, "net")); name == "" {
+			if name = discovery.FirstEntry(filepath.Join(dir, "net")); name == "" {
 				return ""
 			}
 			if raw, err = os.ReadFile(filepath.Join(dir, "net", name, "operstate")); err != nil {
@@ -60,17 +60,4 @@ func Check(root string, d *discovery.Device) string {
 		}
 	}
 	return ""
-}
-
-func firstEntry(dir string) string {
-	f, err := os.Open(dir)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if err != nil || len(names) == 0 {
-		return ""
-	}
-	return names[0]
 }
