@@ -1,9 +1,9 @@
 // Package shimwire encodes and decodes the plexus.v1 messages the shim sends
-// and receives, with protowire only.
+// and receives, with a minimal wire-format codec of its own (wire.go).
 //
 // The shim is exec'd for every pod ADD and DEL, so its start-up time is paid
 // on every pod. The generated code pulls in protobuf's reflection runtime,
-// which measurably slows the exec (docs/benchmarks.md); protowire does not.
+// which measurably slows the exec (docs/benchmarks.md).
 // The agent uses the generated code; shimwire_test.go checks that both sides
 // agree byte for byte and field for field, so plexus.proto stays the contract.
 package shimwire
@@ -13,8 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // MaxMessageSize bounds one framed message in either direction. A CNI config
@@ -88,8 +86,8 @@ func MarshalCNIRequest(r *CNIRequest) []byte {
 	b = appendString(b, 5, r.Args)
 	b = appendString(b, 6, r.Path)
 	if len(r.Config) > 0 {
-		b = protowire.AppendTag(b, 7, protowire.BytesType)
-		b = protowire.AppendBytes(b, r.Config)
+		b = appendTag(b, 7, bytesType)
+		b = appendLenBytes(b, r.Config)
 	}
 	return b
 }
@@ -97,13 +95,13 @@ func MarshalCNIRequest(r *CNIRequest) []byte {
 // UnmarshalHelloReply decodes a plexus.v1.HelloReply.
 func UnmarshalHelloReply(b []byte) (*HelloReply, error) {
 	r := &HelloReply{}
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+	err := walk(b, func(num fieldNumber, typ wireType, v uint64, raw []byte) error {
 		switch {
-		case num == 1 && typ == protowire.VarintType:
+		case num == 1 && typ == varintType:
 			r.APIVersion = uint64(uint32(v)) // an int32 enum: truncated as protobuf does
-		case num == 2 && typ == protowire.BytesType:
+		case num == 2 && typ == bytesType:
 			r.AgentVersion = string(raw)
-		case num == 3 && typ == protowire.BytesType:
+		case num == 3 && typ == bytesType:
 			// A repeated message field merges into the one before it.
 			if r.Error == nil {
 				r.Error = &Error{}
@@ -121,11 +119,11 @@ func UnmarshalHelloReply(b []byte) (*HelloReply, error) {
 // UnmarshalCNIResponse decodes a plexus.v1.CNIResponse.
 func UnmarshalCNIResponse(b []byte) (*CNIResponse, error) {
 	r := &CNIResponse{}
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+	err := walk(b, func(num fieldNumber, typ wireType, v uint64, raw []byte) error {
 		switch {
-		case num == 1 && typ == protowire.BytesType:
+		case num == 1 && typ == bytesType:
 			r.Result = append([]byte(nil), raw...)
-		case num == 2 && typ == protowire.BytesType:
+		case num == 2 && typ == bytesType:
 			if r.Error == nil {
 				r.Error = &Error{}
 			}
@@ -141,13 +139,13 @@ func UnmarshalCNIResponse(b []byte) (*CNIResponse, error) {
 
 // unmarshalError decodes an Error into e, keeping fields the input lacks.
 func unmarshalError(e *Error, b []byte) error {
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+	err := walk(b, func(num fieldNumber, typ wireType, v uint64, raw []byte) error {
 		switch {
-		case num == 1 && typ == protowire.VarintType:
+		case num == 1 && typ == varintType:
 			e.Code = uint64(uint32(v))
-		case num == 2 && typ == protowire.BytesType:
+		case num == 2 && typ == bytesType:
 			e.Msg = string(raw)
-		case num == 3 && typ == protowire.BytesType:
+		case num == 3 && typ == bytesType:
 			e.Details = string(raw)
 		}
 		return nil
@@ -160,25 +158,16 @@ func unmarshalError(e *Error, b []byte) error {
 
 // walk calls fn for every field of a message; unknown fields are skipped as
 // protobuf requires, so a newer agent can add fields.
-func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error) error {
+func walk(b []byte, fn func(num fieldNumber, typ wireType, v uint64, raw []byte) error) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return err
 		}
 		b = b[n:]
-		var v uint64
-		var raw []byte
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			raw, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return protowire.ParseError(n)
+		v, raw, n, err := consumeValue(num, typ, b)
+		if err != nil {
+			return err
 		}
 		b = b[n:]
 		if err := fn(num, typ, v, raw); err != nil {
@@ -188,20 +177,19 @@ func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, 
 	return nil
 }
 
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+func appendVarint(b []byte, num fieldNumber, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	return appendVarintRaw(appendTag(b, num, varintType), v)
 }
 
-func appendString(b []byte, num protowire.Number, s string) []byte {
+func appendString(b []byte, num fieldNumber, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, bytesType)
+	return append(appendVarintRaw(b, uint64(len(s))), s...)
 }
 
 // WriteFrame writes msg prefixed by its length as a varint, the framing of
@@ -210,7 +198,7 @@ func WriteFrame(w io.Writer, msg []byte) error {
 	if len(msg) > MaxMessageSize {
 		return fmt.Errorf("message of %d bytes exceeds the %d byte limit", len(msg), MaxMessageSize)
 	}
-	frame := protowire.AppendVarint(make([]byte, 0, len(msg)+binaryVarintLen), uint64(len(msg)))
+	frame := appendVarintRaw(make([]byte, 0, len(msg)+binaryVarintLen), uint64(len(msg)))
 	frame = append(frame, msg...)
 	_, err := w.Write(frame)
 	return err
