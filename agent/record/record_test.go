@@ -181,7 +181,6 @@ func TestModes(t *testing.T) {
 	}
 }
 
-
 func TestInvalidIDs(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
