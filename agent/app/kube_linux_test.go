@@ -142,6 +142,7 @@ func TestKubeMode(t *testing.T) {
 	web := k.pod(t, "apps", "web", map[string]string{"k8s.v1.cni.cncf.io/networks": "side,shared/common"})
 	k.pod(t, "apps", "thief", map[string]string{"k8s.v1.cni.cncf.io/networks": "other/foreign"})
 	k.pod(t, "apps", "override", map[string]string{"v1.multus-cni.io/default-network": "other/foreign"})
+	k.pod(t, "apps", "patient", map[string]string{"k8s.v1.cni.cncf.io/networks": "side"})
 	t.Cleanup(func() { exec(t, "sh", "-c", "for l in pxapp2 pxapp3; do ip link del $l 2>/dev/null; done; true") })
 
 	k.start(t)
@@ -291,6 +292,40 @@ func TestKubeMode(t *testing.T) {
 		if links := cnitest.InNS(t, nb, "-o", "link"); strings.Contains(links, "eth0") {
 			t.Errorf("pod %s: failed ADD left eth0", c.pod)
 		}
+	}
+
+	// A hanging API server (frozen with SIGSTOP) delays the status report
+	// by its bounded timeout but does not fail or block the pod's network;
+	// a pod the cache lacks fails with a clear error instead of hanging.
+	if err := k.api.PauseAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	np := cnitest.NewNS(t)
+	rtP := k.rt("patient1", np.Path())
+	rtP.Args = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "apps"}, {"K8S_POD_NAME", "patient"}}
+	start := time.Now()
+	_, errPatient := k.runtime.AddNetworkList(ctx, k.list, rtP)
+	slowAdd := time.Since(start)
+	nu := cnitest.NewNS(t)
+	rtU := k.rt("unknown1", nu.Path())
+	rtU.Args = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "apps"}, {"K8S_POD_NAME", "not-cached"}}
+	start = time.Now()
+	_, errUnknown := k.runtime.AddNetworkList(ctx, k.list, rtU)
+	slowGet := time.Since(start)
+	if err := k.api.ResumeAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	if errPatient != nil || slowAdd > 30*time.Second {
+		t.Errorf("ADD with the API server hanging: %v after %v, want success within the report timeout", errPatient, slowAdd)
+	} else if links := cnitest.InNS(t, np, "-o", "link"); !strings.Contains(links, "net1") {
+		t.Errorf("ADD with the API server hanging did not attach net1:\n%s", links)
+	}
+	var slowErr *types.Error
+	if !errors.As(errUnknown, &slowErr) || !strings.Contains(slowErr.Msg, "apps/not-cached") || slowGet > 30*time.Second {
+		t.Errorf("uncached pod with the API server hanging: %v after %v, want a clear error naming the pod within the GET timeout", errUnknown, slowGet)
+	}
+	if err := k.runtime.DelNetworkList(ctx, k.list, rtP); err != nil {
+		t.Errorf("DEL patient: %v", err)
 	}
 
 	// DEL with the API server down still tears everything down.

@@ -23,6 +23,10 @@ import (
 // when the ADD's own context has expired.
 const teardownTimeout = 2 * time.Minute
 
+// reportTimeout bounds publishing the network-status (annotation patch and
+// Events) after a successful ADD.
+const reportTimeout = 5 * time.Second
+
 func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 	if _, err := m.records.Get(inv.ContainerID, inv.IfName); err == nil {
 		return nil, withCode(CodeAlreadyAttached, fmt.Errorf("container %s already has interface %s attached by plexus; DEL it before adding it again", inv.ContainerID, inv.IfName))
@@ -104,7 +108,11 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		return nil, m.rollback(inv, rec, len(plan)-1, pod, withCode(CodeIOFailure, err))
 	}
 	if m.reporter != nil && pod != nil {
-		if err := m.reporter.Report(ctx, pod, status); err != nil {
+		// A slow API server must not hold the pod's network hostage.
+		reportCtx, cancel := context.WithTimeout(ctx, reportTimeout)
+		err := m.reporter.Report(reportCtx, pod, status)
+		cancel()
+		if err != nil {
 			// The attachments work; a stale annotation is rewritten on the
 			// next ADD. Failing here would tear down a working pod.
 			m.log.WarnContext(ctx, "network-status not published", "pod", inv.pod.String(), "err", err)
@@ -178,7 +186,9 @@ func (m *Manager) rollback(inv *invocation, rec *record.Record, last int, pod *s
 
 func (m *Manager) reportFailure(ctx context.Context, pod *source.Pod, err error) {
 	if m.reporter != nil && pod != nil {
-		m.reporter.Failed(ctx, pod, err)
+		reportCtx, cancel := context.WithTimeout(ctx, reportTimeout)
+		defer cancel()
+		m.reporter.Failed(reportCtx, pod, err)
 	}
 }
 

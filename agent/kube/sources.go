@@ -25,6 +25,11 @@ import (
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
+// liveGetTimeout bounds the one GET for a pod the cache lacks, so a slow API
+// server fails the ADD with a clear error (the runtime retries) instead of
+// holding it.
+const liveGetTimeout = 10 * time.Second
+
 // Sources serves pods and NADs from informer caches.
 type Sources struct {
 	client kubernetes.Interface
@@ -143,7 +148,9 @@ func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.P
 			}
 		}
 	}
-	p, err := s.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	getCtx, cancel := context.WithTimeout(ctx, liveGetTimeout)
+	defer cancel()
+	p, err := s.client.CoreV1().Pods(namespace).Get(getCtx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("pod %s/%s: %w", namespace, name, source.ErrNotFound)
 	}

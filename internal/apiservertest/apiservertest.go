@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,6 +198,13 @@ func (s *Server) StopAPIServer() {
 	stop(s.api)
 	s.api = nil
 }
+
+// PauseAPIServer freezes kube-apiserver (SIGSTOP): connections stay open
+// and requests hang, as with an overloaded server. ResumeAPIServer undoes it.
+func (s *Server) PauseAPIServer() error { return s.api.Process.Signal(syscall.SIGSTOP) }
+
+// ResumeAPIServer resumes a paused kube-apiserver.
+func (s *Server) ResumeAPIServer() error { return s.api.Process.Signal(syscall.SIGCONT) }
 
 // Stop stops both.
 func (s *Server) Stop() {
