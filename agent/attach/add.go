@@ -83,29 +83,9 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		results[i] = res
 	}
 
-	if err := m.applyDefaultRoute(inv, plan, results); err != nil {
-		return nil, m.rollback(inv, rec, len(plan)-1, pod, err)
-	}
-
-	statusIn := make([]netstatus.Attachment, len(plan))
-	for i, p := range plan {
-		data, err := json.Marshal(results[i])
-		if err != nil {
-			return nil, m.rollback(inv, rec, len(plan)-1, pod, fmt.Errorf("encode result of %s: %w", p.network.Name, err))
-		}
-		rec.Attachments[i].Result = data
-		statusIn[i] = netstatus.Attachment{Name: p.network.Name, IfName: p.ifname, Default: p.primary, Result: results[i]}
-	}
-	status, err := netstatus.Build(statusIn)
+	out, status, err := m.complete(inv, rec, plan, results)
 	if err != nil {
 		return nil, m.rollback(inv, rec, len(plan)-1, pod, err)
-	}
-	if rec.Status, err = json.Marshal(status); err != nil {
-		return nil, m.rollback(inv, rec, len(plan)-1, pod, err)
-	}
-	rec.Complete = true
-	if err := m.records.Put(rec); err != nil {
-		return nil, m.rollback(inv, rec, len(plan)-1, pod, withCode(CodeIOFailure, err))
 	}
 	if m.reporter != nil && pod != nil {
 		// A slow API server must not hold the pod's network hostage.
@@ -118,16 +98,45 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 			m.log.WarnContext(ctx, "network-status not published", "pod", inv.pod.String(), "err", err)
 		}
 	}
+	return out, nil
+}
 
+// complete finishes an ADD whose delegates all succeeded: default route,
+// network-status, the result for the runtime, and the final record. Any
+// error here means the caller rolls back.
+func (m *Manager) complete(inv *invocation, rec *record.Record, plan []planned, results []types.Result) ([]byte, []netstatus.Entry, error) {
+	if err := m.applyDefaultRoute(inv, plan, results); err != nil {
+		return nil, nil, err
+	}
+	statusIn := make([]netstatus.Attachment, len(plan))
+	for i, p := range plan {
+		data, err := json.Marshal(results[i])
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode result of %s: %w", p.network.Name, err)
+		}
+		rec.Attachments[i].Result = data
+		statusIn[i] = netstatus.Attachment{Name: p.network.Name, IfName: p.ifname, Default: p.primary, Result: results[i]}
+	}
+	status, err := netstatus.Build(statusIn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec.Status, err = json.Marshal(status); err != nil {
+		return nil, nil, err
+	}
 	primary, err := results[0].GetAsVersion(inv.conf.CNIVersion)
 	if err != nil {
-		return nil, m.rollback(inv, rec, len(plan)-1, pod, fmt.Errorf("convert result of the cluster network to cniVersion %s: %w", inv.conf.CNIVersion, err))
+		return nil, nil, fmt.Errorf("convert result of the cluster network to cniVersion %s: %w", inv.conf.CNIVersion, err)
 	}
 	out, err := json.Marshal(primary)
 	if err != nil {
-		return nil, m.rollback(inv, rec, len(plan)-1, pod, err)
+		return nil, nil, err
 	}
-	return out, nil
+	rec.Complete = true
+	if err := m.records.Put(rec); err != nil {
+		return nil, nil, withCode(CodeIOFailure, err)
+	}
+	return out, status, nil
 }
 
 // checkPlugins fails before anything is attached when a plugin binary of
