@@ -176,13 +176,13 @@ func call(conf *netConf, req *shimwire.CNIRequest) (*shimwire.CNIResponse, error
 		return nil, fmt.Errorf("set deadline on %s: %w", socket, err)
 	}
 
-	var out []byte
-	var w sliceWriter
-	shimwire.WriteFrame(&w, shimwire.MarshalHello(&shimwire.Hello{APIVersion: shimwire.APIVersion1, ShimVersion: Version}))
-	if err := shimwire.WriteFrame(&w, shimwire.MarshalCNIRequest(req)); err != nil {
+	out, err := shimwire.AppendFrame(nil, shimwire.MarshalHello(&shimwire.Hello{APIVersion: shimwire.APIVersion1, ShimVersion: Version}))
+	if err != nil {
 		return nil, err
 	}
-	out = w.b
+	if out, err = shimwire.AppendFrame(out, shimwire.MarshalCNIRequest(req)); err != nil {
+		return nil, err
+	}
 	if _, err := conn.Write(out); err != nil {
 		return nil, fmt.Errorf("send request to %s: %w", socket, err)
 	}
@@ -205,10 +205,6 @@ func call(conf *netConf, req *shimwire.CNIRequest) (*shimwire.CNIResponse, error
 	}
 	return shimwire.UnmarshalCNIResponse(frame)
 }
-
-type sliceWriter struct{ b []byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
 func seconds(v float64, def time.Duration) time.Duration {
 	if v <= 0 {

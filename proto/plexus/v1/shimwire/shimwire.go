@@ -192,15 +192,22 @@ func appendString(b []byte, num fieldNumber, s string) []byte {
 	return append(appendVarintRaw(b, uint64(len(s))), s...)
 }
 
-// WriteFrame writes msg prefixed by its length as a varint, the framing of
-// google.golang.org/protobuf/encoding/protodelim.
-func WriteFrame(w io.Writer, msg []byte) error {
+// AppendFrame appends msg prefixed by its length as a varint, the framing
+// of google.golang.org/protobuf/encoding/protodelim.
+func AppendFrame(b, msg []byte) ([]byte, error) {
 	if len(msg) > MaxMessageSize {
-		return fmt.Errorf("message of %d bytes exceeds the %d byte limit", len(msg), MaxMessageSize)
+		return b, fmt.Errorf("message of %d bytes exceeds the %d byte limit", len(msg), MaxMessageSize)
 	}
-	frame := appendVarintRaw(make([]byte, 0, len(msg)+binaryVarintLen), uint64(len(msg)))
-	frame = append(frame, msg...)
-	_, err := w.Write(frame)
+	return append(appendVarintRaw(b, uint64(len(msg))), msg...), nil
+}
+
+// WriteFrame writes msg as one frame (see AppendFrame).
+func WriteFrame(w io.Writer, msg []byte) error {
+	frame, err := AppendFrame(make([]byte, 0, len(msg)+binaryVarintLen), msg)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(frame)
 	return err
 }
 
