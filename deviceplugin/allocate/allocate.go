@@ -1,5 +1,6 @@
 // Package allocate builds what kubelet hands a container for a set of pool
-// devices (environment, device nodes) and picks preferred device sets.
+// devices (environment, device nodes, mounts, CDI device names) and picks
+// preferred device sets.
 package allocate
 
 import (
@@ -9,6 +10,7 @@ import (
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+	"github.com/plexus-cni/plexus/deviceplugin/pool"
 )
 
 // EnvName is the variable that lists a container's devices of one pool:
@@ -28,14 +30,19 @@ func shellIdent(s string) string {
 	return string(b)
 }
 
+// CDIName is the fully qualified CDI device name "<kind>=<device>"; the
+// device ID is the PCI address, which is a valid CDI device name.
+func CDIName(kind, id string) string { return kind + "=" + id }
+
 // vfioContainer is the VFIO container node every vfio user needs next to
 // its group node.
 const vfioContainer = "/dev/vfio/vfio"
 
-// Container builds one container's allocation. devs are looked up by the
-// IDs kubelet sent; an unknown ID is an error because kubelet must only
-// send IDs this pool advertised.
-func Container(prefix, name string, ids []string, devs map[string]discovery.Device) (*pb.ContainerAllocateResponse, error) {
+// Container builds one container's allocation for pool spec. devs are
+// looked up by the IDs kubelet sent; an unknown ID is an error because
+// kubelet must only send IDs this pool advertised.
+func Container(spec *pool.Spec, ids []string, devs map[string]discovery.Device) (*pb.ContainerAllocateResponse, error) {
+	prefix, name := spec.ResourcePrefix, spec.ResourceName
 	resp := &pb.ContainerAllocateResponse{Envs: map[string]string{}}
 	seen := map[string]bool{}
 	addSpec := func(path string) {
@@ -57,6 +64,12 @@ func Container(prefix, name string, ids []string, devs map[string]discovery.Devi
 		case discovery.KindUIO:
 			addSpec(d.UIODevice)
 		}
+		if spec.CDIKind != "" {
+			resp.CdiDevices = append(resp.CdiDevices, &pb.CDIDevice{Name: CDIName(spec.CDIKind, id)})
+		}
+	}
+	for _, m := range spec.Mounts {
+		resp.Mounts = append(resp.Mounts, &pb.Mount{HostPath: m.HostPath, ContainerPath: m.ContainerPath, ReadOnly: m.ReadOnly})
 	}
 	resp.Envs[EnvName(prefix, name)] = strings.Join(ids, ",")
 	return resp, nil

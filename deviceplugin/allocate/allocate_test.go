@@ -53,7 +53,7 @@ func TestContainer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			resp, err := allocate.Container("plexus.io", "p", tt.ids, devs)
+			resp, err := allocate.Container(&pool.Spec{ResourcePrefix: "plexus.io", ResourceName: "p"}, tt.ids, devs)
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v", err)
 			}
@@ -70,7 +70,55 @@ func TestContainer(t *testing.T) {
 			if got, want := resp.Envs["PCIDEVICE_PLEXUS_IO_P"], strings.Join(tt.ids, ","); got != want {
 				t.Errorf("env = %q, want %q", got, want)
 			}
+			if len(resp.CdiDevices) != 0 || len(resp.Mounts) != 0 {
+				t.Errorf("pool without cdiKind/mounts got CDI devices %v, mounts %v", resp.CdiDevices, resp.Mounts)
+			}
 		})
+	}
+}
+
+// TestContainerCDIAndMounts goes through pool.Parse so that the defaults
+// (containerPath = hostPath) are the ones a real config gets.
+func TestContainerCDIAndMounts(t *testing.T) {
+	t.Parallel()
+	cfg, err := pool.Parse([]byte(`
+pools:
+- resourceName: dpdk
+  deviceType: vfio
+  selectors: [{}]
+  cdiKind: vendor.example.com/net
+  mounts:
+  - {hostPath: /dev/hugepages, containerPath: /hugepages}
+  - {hostPath: /etc/dpdk, readOnly: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs := map[string]discovery.Device{
+		"0000:01:00.0": {Address: "0000:01:00.0", Kind: discovery.KindVFIO, VFIODevice: "/dev/vfio/10"},
+		"0000:01:00.1": {Address: "0000:01:00.1", Kind: discovery.KindVFIO, VFIODevice: "/dev/vfio/11"},
+	}
+	ids := []string{"0000:01:00.1", "0000:01:00.0"}
+	resp, err := allocate.Container(&cfg.Pools[0], ids, devs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cdi []string
+	for _, d := range resp.CdiDevices {
+		cdi = append(cdi, d.Name)
+	}
+	if want := []string{"vendor.example.com/net=0000:01:00.1", "vendor.example.com/net=0000:01:00.0"}; !slices.Equal(cdi, want) {
+		t.Errorf("CDI devices = %v, want %v", cdi, want)
+	}
+	var mounts []string
+	for _, m := range resp.Mounts {
+		mounts = append(mounts, fmt.Sprintf("%s:%s:%v", m.HostPath, m.ContainerPath, m.ReadOnly))
+	}
+	if want := []string{"/dev/hugepages:/hugepages:false", "/etc/dpdk:/etc/dpdk:true"}; !slices.Equal(mounts, want) {
+		t.Errorf("mounts = %v, want %v", mounts, want)
+	}
+	if len(resp.Devices) != 3 {
+		t.Errorf("device specs = %v, want vfio container + 2 groups", resp.Devices)
 	}
 }
 

@@ -144,6 +144,10 @@ func Discover(ctx context.Context, root string, opts Options) (*Result, error) {
 	}
 	res := &Result{}
 	devs := info.Devices
+	// Nearly every function on an SR-IOV node is a VF we keep; growing the
+	// slice of large Device values step by step cost more than ghw's own
+	// bookkeeping.
+	res.Devices = make([]Device, 0, len(devs))
 	if len(devs) != len(entries) {
 		// ghw gives up on the whole bus when a single entry is unreadable
 		// and returns an empty list. Rebuild the list entry by entry with
@@ -244,11 +248,8 @@ func newScanner(root string) *scanner {
 }
 
 func (s *scanner) linkBase(addr, name string) string {
-	dest, err := os.Readlink(filepath.Join(s.busDir, addr, name))
-	if err != nil {
-		return ""
-	}
-	return filepath.Base(dest)
+	base, _ := linkBase(filepath.Join(s.busDir, addr, name))
+	return base
 }
 
 // facts is what one function's own sysfs directory says. VFs skip what
@@ -264,14 +265,16 @@ type facts struct {
 	linkType string
 }
 
-// readAll reads facts for every bus entry on GOMAXPROCS goroutines: sysfs
-// reads are syscalls, and they are independent per device. It stops early
-// when ctx ends; the caller checks ctx.
+// readAll reads facts for every bus entry on GOMAXPROCS-1 goroutines (at
+// least one): sysfs reads are syscalls, independent per device, and ghw's
+// single-threaded scan runs meanwhile on the remaining P; a worker per P
+// made ghw's goroutine wait for a P and lengthened the whole pass. It
+// stops early when ctx ends; the caller checks ctx.
 func (s *scanner) readAll(ctx context.Context, addrs []string) map[string]*facts {
 	out := make([]facts, len(addrs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(addrs)) {
+	for range min(max(runtime.GOMAXPROCS(0)-1, 1), len(addrs)) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
@@ -292,18 +295,22 @@ func (s *scanner) readAll(ctx context.Context, addrs []string) map[string]*facts
 
 // read runs before ghw has said what the device is, so it reads only what
 // is cheap for every device; driver-specific facts are read later.
+//
+// Paths are built by concatenation, not filepath.Join: busDir is already
+// clean and addr is a directory entry, so Join's cleaning pass would only
+// add allocations to a loop that runs once per VF.
 func (s *scanner) read(addr string) facts {
-	dir := filepath.Join(s.busDir, addr)
+	dir := s.busDir + "/" + addr
 	f := facts{numa: -1}
-	if pf, err := os.Readlink(filepath.Join(dir, "physfn")); err == nil {
-		f.physfn = filepath.Base(pf)
+	if pf, ok := linkBase(dir + "/physfn"); ok {
+		f.physfn = pf
 	} else {
-		f.numa = readInt(filepath.Join(dir, "numa_node"), -1)
-		f.numVFs = readInt(filepath.Join(dir, "sriov_numvfs"), 0)
-		f.totalVFs = readInt(filepath.Join(dir, "sriov_totalvfs"), 0)
+		f.numa = readInt(dir+"/numa_node", -1)
+		f.numVFs = readInt(dir+"/sriov_numvfs", 0)
+		f.totalVFs = readInt(dir+"/sriov_totalvfs", 0)
 	}
-	if f.ifname = FirstEntry(filepath.Join(dir, "net")); f.ifname != "" && f.physfn == "" {
-		f.linkType = linkType(readInt(filepath.Join(dir, "net", f.ifname, "type"), -1))
+	if f.ifname = FirstEntry(dir + "/net"); f.ifname != "" && f.physfn == "" {
+		f.linkType = linkType(readInt(dir+"/net/"+f.ifname+"/type", -1))
 	}
 	return f
 }
@@ -424,7 +431,7 @@ func (s *scanner) vfIndexByArithmetic(pf string) map[string]int {
 		if r > 0xffff {
 			break
 		}
-		m[fmt.Sprintf("%s:%02x:%02x.%d", domain, r>>8, (r>>3)&0x1f, r&7)] = i
+		m[formatAddress(domain, r)] = i
 	}
 	// One readlink checks the arithmetic against the kernel's own link.
 	if dest, err := os.Readlink(filepath.Join(dir, "virtfn0")); err != nil || m[filepath.Base(dest)] != 0 {
@@ -456,6 +463,17 @@ func (s *scanner) vfIndexByLinks(pf string) map[string]int {
 	return m
 }
 
+// formatAddress is the inverse of routingID. It runs once per VF, hence
+// no fmt.
+func formatAddress(domain string, rid int) string {
+	const hex = "0123456789abcdef"
+	b := make([]byte, 0, 12)
+	b = append(b, domain...)
+	bus, dev := rid>>8&0xff, rid>>3&0x1f
+	b = append(b, ':', hex[bus>>4], hex[bus&0xf], ':', hex[dev>>4], hex[dev&0xf], '.', byte('0'+rid&7))
+	return string(b)
+}
+
 // routingID splits dddd:bb:dd.f into the domain and the 16-bit PCIe
 // routing ID (bus<<8 | device<<3 | function).
 func routingID(addr string) (string, int, bool) {
@@ -469,33 +487,6 @@ func routingID(addr string) (string, int, bool) {
 		return "", 0, false
 	}
 	return addr[:4], int(bus<<8 | dev<<3 | fn), true
-}
-
-// FirstEntry returns one name in dir, or "". Unlike os.ReadDir it neither
-// stats nor sorts, which matters when called for every VF.
-func FirstEntry(dir string) string {
-	f, err := os.Open(dir)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if err != nil || len(names) == 0 {
-		return ""
-	}
-	return names[0]
-}
-
-func readInt(path string, def int) int {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return def
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return def
-	}
-	return v
 }
 
 // linkType names the ARPHRD_* values a pool selector can ask for.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,6 +44,21 @@ type Spec struct {
 	AllocationPolicy Policy         `json:"allocationPolicy,omitempty"`
 	// Selectors are ORed; the fields inside one selector are ANDed.
 	Selectors []Selector `json:"selectors"`
+	// CDIKind, when set, makes Allocate also name every device as a CDI
+	// device "<kind>=<pci address>", for runtimes that inject devices from
+	// CDI specs (written by whoever owns that kind, not by this plugin).
+	CDIKind string `json:"cdiKind,omitempty"`
+	// Mounts are host paths every container of the pool gets, e.g.
+	// hugetlbfs for DPDK, which a device spec cannot express.
+	Mounts []Mount `json:"mounts,omitempty"`
+}
+
+// Mount is one bind mount returned by Allocate.
+type Mount struct {
+	HostPath string `json:"hostPath"`
+	// ContainerPath defaults to HostPath.
+	ContainerPath string `json:"containerPath,omitempty"`
+	ReadOnly      bool   `json:"readOnly,omitempty"`
 }
 
 // Selector matches devices. Empty fields match everything.
@@ -91,6 +107,10 @@ var (
 	nameRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$`)
 	prefixRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
 	hexID    = regexp.MustCompile(`^[0-9a-f]{4}$`)
+	// CDI kind "<vendor>/<class>" as the CDI spec defines the two names:
+	// vendor may be a domain (letters, digits, '_', '-', '.'), class may
+	// not contain '.'; both start and end alphanumeric.
+	cdiKindRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?/[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$`)
 )
 
 func (c *Config) validate() error {
@@ -165,6 +185,38 @@ func (p *Spec) validate() []error {
 	for i := range p.Selectors {
 		for _, err := range p.Selectors[i].validate() {
 			errs = append(errs, fmt.Errorf("selectors[%d].%w", i, err))
+		}
+	}
+	if p.CDIKind != "" && !cdiKindRE.MatchString(p.CDIKind) {
+		errs = append(errs, fmt.Errorf("cdiKind: %q is not a CDI kind <vendor>/<class> (e.g. vendor.example.com/net)", p.CDIKind))
+	}
+	errs = append(errs, validateMounts(p.Mounts)...)
+	return errs
+}
+
+// validateMounts defaults containerPath and insists on absolute, clean
+// paths: a relative host path would resolve against the runtime's working
+// directory, and two mounts on one container path would shadow each other.
+func validateMounts(ms []Mount) []error {
+	var errs []error
+	seen := map[string]int{}
+	for i := range ms {
+		m := &ms[i]
+		if m.ContainerPath == "" {
+			m.ContainerPath = m.HostPath
+		}
+		for _, f := range []struct{ name, val string }{{"hostPath", m.HostPath}, {"containerPath", m.ContainerPath}} {
+			switch {
+			case f.val == "":
+				errs = append(errs, fmt.Errorf("mounts[%d].%s: required", i, f.name))
+			case !path.IsAbs(f.val) || path.Clean(f.val) != f.val:
+				errs = append(errs, fmt.Errorf("mounts[%d].%s: %q is not a clean absolute path", i, f.name, f.val))
+			}
+		}
+		if j, dup := seen[m.ContainerPath]; dup && m.ContainerPath != "" {
+			errs = append(errs, fmt.Errorf("mounts[%d].containerPath: %q already used by mounts[%d]", i, m.ContainerPath, j))
+		} else {
+			seen[m.ContainerPath] = i
 		}
 	}
 	return errs

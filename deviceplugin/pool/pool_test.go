@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,6 +135,14 @@ func TestParseErrorsNamePoolAndField(t *testing.T) {
 		{"duplicate", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}]}, {resourceName: a, deviceType: uio, selectors: [{}]}]`, []string{"pools[1] (a): resourceName: plexus.io/a already used by pools[0]"}},
 		{"bad name", `pools: [{resourceName: "a/b", deviceType: vfio, selectors: [{}]}]`, []string{`resourceName: "a/b" must be`}},
 		{"several errors at once", `pools: [{resourceName: a, deviceType: x, selectors: [{devices: ["1"]}]}]`, []string{"deviceType", "devices[0]"}},
+		{"cdiKind without class", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], cdiKind: example.com}]`, []string{`pools[0] (a): cdiKind: "example.com" is not a CDI kind`}},
+		{"cdiKind class with dot", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], cdiKind: example.com/n.et}]`, []string{`cdiKind: "example.com/n.et"`}},
+		{"cdiKind with device name", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], cdiKind: "example.com/net=x"}]`, []string{`cdiKind: "example.com/net=x"`}},
+		{"mount relative host path", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], mounts: [{hostPath: dev/hugepages}]}]`, []string{`pools[0] (a): mounts[0].hostPath: "dev/hugepages" is not a clean absolute path`, `mounts[0].containerPath: "dev/hugepages"`}},
+		{"mount unclean container path", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], mounts: [{hostPath: /a, containerPath: /b/../c}]}]`, []string{`mounts[0].containerPath: "/b/../c" is not a clean absolute path`}},
+		{"mount without host path", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], mounts: [{containerPath: /c}]}]`, []string{`mounts[0].hostPath: required`}},
+		{"mount duplicate container path", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], mounts: [{hostPath: /a, containerPath: /c}, {hostPath: /c}]}]`, []string{`mounts[1].containerPath: "/c" already used by mounts[0]`}},
+		{"mount unknown field", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], mounts: [{hostPath: /a, ro: true}]}]`, []string{`unknown field "ro"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,6 +171,24 @@ func TestParseJSON(t *testing.T) {
 	}
 }
 
+func TestParseCDIKindAndMounts(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"vendor.example.com/net", "a/b", "Example-1.com/sriov_net-2"} {
+		cfg, err := pool.Parse([]byte(`pools: [{resourceName: a, deviceType: vfio, selectors: [{}], cdiKind: "` + kind + `", mounts: [{hostPath: /dev/hugepages}, {hostPath: /x, containerPath: /y, readOnly: true}]}]`))
+		if err != nil {
+			t.Fatalf("cdiKind %q: %v", kind, err)
+		}
+		p := cfg.Pools[0]
+		if p.CDIKind != kind {
+			t.Errorf("CDIKind = %q, want %q", p.CDIKind, kind)
+		}
+		want := []pool.Mount{{HostPath: "/dev/hugepages", ContainerPath: "/dev/hugepages"}, {HostPath: "/x", ContainerPath: "/y", ReadOnly: true}}
+		if !slices.Equal(p.Mounts, want) {
+			t.Errorf("Mounts = %+v, want %+v", p.Mounts, want)
+		}
+	}
+}
+
 // TestDocumentedExample keeps the example in docs/deviceplugin.md valid.
 func TestDocumentedExample(t *testing.T) {
 	t.Parallel()
@@ -178,7 +205,8 @@ func TestDocumentedExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("documented example: %v", err)
 	}
-	if len(cfg.Pools) != 2 || cfg.Pools[1].FullName() != "dpdk.example.com/dpdk" || cfg.Pools[1].AllocationPolicy != pool.PolicyPack {
+	if len(cfg.Pools) != 2 || cfg.Pools[1].FullName() != "dpdk.example.com/dpdk" || cfg.Pools[1].AllocationPolicy != pool.PolicyPack ||
+		cfg.Pools[1].CDIKind == "" || len(cfg.Pools[1].Mounts) == 0 {
 		t.Errorf("documented example parsed as %+v", cfg.Pools)
 	}
 }

@@ -380,12 +380,13 @@ func (p *Plugin) GetPreferredAllocation(_ context.Context, req *pb.PreferredAllo
 	return resp, nil
 }
 
-// Allocate returns env, device nodes and writes device info files.
+// Allocate returns env, device nodes, mounts and CDI devices, and writes
+// device info files.
 func (p *Plugin) Allocate(_ context.Context, req *pb.AllocateRequest) (*pb.AllocateResponse, error) {
 	spec := p.cfg.Pool.Spec
 	resp := &pb.AllocateResponse{}
 	for _, cr := range req.GetContainerRequests() {
-		c, err := allocate.Container(spec.ResourcePrefix, spec.ResourceName, cr.GetDevicesIds(), p.devs)
+		c, err := allocate.Container(&spec, cr.GetDevicesIds(), p.devs)
 		if err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}

@@ -73,6 +73,8 @@ pools:
 - resourceName: sriov_net
   deviceType: netdevice
   selectors: [{drivers: [iavf]}]
+  cdiKind: vendor.example.com/net
+  mounts: [{hostPath: /dev/hugepages, readOnly: true}]
 - resourceName: sriov_dpdk
   resourcePrefix: dpdk.example.com
   deviceType: vfio
@@ -188,6 +190,16 @@ func TestPluginEndToEnd(t *testing.T) {
 	if len(cr.Devices) != 0 {
 		t.Errorf("netdevice pool returned device specs %v", cr.Devices)
 	}
+	var cdi []string
+	for _, d := range cr.CdiDevices {
+		cdi = append(cdi, d.Name)
+	}
+	if want := []string{"vendor.example.com/net=" + ids[0], "vendor.example.com/net=" + ids[1]}; !slices.Equal(cdi, want) {
+		t.Errorf("CDI devices = %v, want %v", cdi, want)
+	}
+	if len(cr.Mounts) != 1 || cr.Mounts[0].HostPath != "/dev/hugepages" || cr.Mounts[0].ContainerPath != "/dev/hugepages" || !cr.Mounts[0].ReadOnly {
+		t.Errorf("mounts = %v", cr.Mounts)
+	}
 	infoPath := filepath.Join(devinfoDir, "plexus.io-sriov_net-"+ids[0]+"-device.json")
 	raw, err := os.ReadFile(infoPath)
 	if err != nil {
@@ -248,6 +260,9 @@ func TestPluginVFIOAllocateAndHealth(t *testing.T) {
 	}
 	if env := cr.Envs["PCIDEVICE_DPDK_EXAMPLE_COM_SRIOV_DPDK"]; env != ids[0]+","+ids[1] {
 		t.Errorf("envs = %v", cr.Envs)
+	}
+	if len(cr.CdiDevices) != 0 || len(cr.Mounts) != 0 {
+		t.Errorf("pool without cdiKind/mounts: CDI devices %v, mounts %v", cr.CdiDevices, cr.Mounts)
 	}
 
 	stream, err := c.ListAndWatch(ctx, &pb.Empty{})
