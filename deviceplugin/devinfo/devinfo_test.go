@@ -56,3 +56,45 @@ func TestWriteAndRemove(t *testing.T) {
 		t.Errorf("temp files left behind: %v", entries)
 	}
 }
+
+// A file already holding the right content is left alone (same inode);
+// one holding anything else is replaced.
+func TestWriteReusesOnlyIdenticalFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path, err := devinfo.WritePCI(dir, "plexus.io/x", "0000:3b:01.0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devinfo.WritePCI(dir, "plexus.io/x", "0000:3b:01.0", ""); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("an identical file was rewritten")
+	}
+	if err := os.WriteFile(path, []byte(`{"stale":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devinfo.WritePCI(dir, "plexus.io/x", "0000:3b:01.0", ""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("stale file not replaced: %s", got)
+	}
+}
