@@ -32,8 +32,10 @@ type Options struct {
 	Root           string
 	PluginDir      string
 	DevInfoDir     string
+	RegistryDir    string
 	HealthInterval time.Duration
 	PollInterval   time.Duration
+	Rediscover     time.Duration
 	DryRun         bool
 }
 
@@ -48,8 +50,10 @@ func parseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	fs.StringVar(&o.Root, "sysfs-root", "/", "root under which sys/, dev/ and usr/share/hwdata/pci.ids are read (the host root when run in a container with it mounted)")
 	fs.StringVar(&o.PluginDir, "device-plugin-dir", pb.DevicePluginPath, "kubelet device plugin directory holding kubelet.sock")
 	fs.StringVar(&o.DevInfoDir, "devinfo-dir", devinfo.DefaultDir, `directory for Device Info spec files ("" disables them)`)
+	fs.StringVar(&o.RegistryDir, "plugin-registry-dir", "", `kubelet plugin watcher directory (normally /var/lib/kubelet/plugins_registry); when set each pool also serves a pluginregistration v1 socket there ("" disables)`)
 	fs.DurationVar(&o.HealthInterval, "health-interval", server.DefaultHealthInterval, "how often device health is re-evaluated")
 	fs.DurationVar(&o.PollInterval, "poll-interval", 5*time.Second, "poll period backing up inotify for kubelet.sock and the config file, and for registration retries")
+	fs.DurationVar(&o.Rediscover, "rediscover-interval", 30*time.Second, "how often devices are rediscovered so hot-plugged or removed devices (e.g. a changed sriov_numvfs) reach their pools; 0 disables")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the pools and their devices as JSON on stdout and exit")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
@@ -76,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	if o.HealthInterval <= 0 || o.PollInterval <= 0 {
 		return nil, nil, errors.New("--health-interval and --poll-interval must be positive")
 	}
+	if o.Rediscover < 0 {
+		return nil, nil, errors.New("--rediscover-interval must not be negative")
+	}
 	o.PluginDir = filepath.Clean(o.PluginDir)
 	return o, slog.New(h), nil
 }
@@ -98,7 +105,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, log: logger, db: db, plugins: map[string]*running{}}
+	d := &daemon{opts: o, log: logger, db: db, cfg: cfg, plugins: map[string]*running{}}
 	if o.DryRun {
 		pools, err := d.discover(ctx, cfg)
 		if err != nil {
@@ -119,6 +126,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	wg.Go(func() {
 		watch.Path(ctx, o.Config, watch.Content, o.PollInterval, logger, func() { d.reload(ctx) })
 	})
+	if o.Rediscover > 0 {
+		wg.Go(func() {
+			rt := time.NewTicker(o.Rediscover)
+			defer rt.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-rt.C:
+					d.rediscover(ctx)
+				}
+			}
+		})
+	}
 	t := time.NewTicker(o.PollInterval)
 	defer t.Stop()
 	for {
@@ -135,7 +156,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 type running struct {
 	plugin     *server.Plugin
-	key        string // pool spec and devices; a change restarts the plugin
+	spec       string // pool spec; a change restarts the plugin
+	key        string // pool spec and devices; a device-only change updates it in place
 	registered bool
 }
 
@@ -143,6 +165,11 @@ type daemon struct {
 	opts *Options
 	log  *slog.Logger
 	db   *pcidb.PCIDB
+
+	// rmu serialises reconciles (config reload, rediscovery), so an
+	// older discovery never overwrites a newer one.
+	rmu sync.Mutex
+	cfg *pool.Config // last accepted config; guarded by rmu
 
 	mu      sync.Mutex
 	plugins map[string]*running // by full resource name
@@ -167,6 +194,13 @@ func (d *daemon) discover(ctx context.Context, cfg *pool.Config) ([]pool.Pool, e
 // Plugins whose pool spec and devices are unchanged keep running, so a
 // config edit does not disturb kubelet's view of unrelated pools.
 func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	return d.reconcileLocked(ctx, cfg)
+}
+
+// reconcileLocked is reconcile with d.rmu held.
+func (d *daemon) reconcileLocked(ctx context.Context, cfg *pool.Config) error {
 	pools, err := d.discover(ctx, cfg)
 	if err != nil {
 		return err
@@ -175,6 +209,7 @@ func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
 	defer d.mu.Unlock()
 	want := map[string]pool.Pool{}
 	keys := map[string]string{}
+	specs := map[string]string{}
 	for _, p := range pools {
 		name := p.Spec.FullName()
 		want[name] = p
@@ -183,9 +218,24 @@ func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
 			return fmt.Errorf("fingerprint pool %s: %w", name, err)
 		}
 		keys[name] = string(raw)
+		raw, err = json.Marshal(p.Spec)
+		if err != nil {
+			return fmt.Errorf("fingerprint pool %s: %w", name, err)
+		}
+		specs[name] = string(raw)
 	}
 	for name, r := range d.plugins {
 		if keys[name] == r.key {
+			continue
+		}
+		if s, ok := specs[name]; ok && s == r.spec {
+			// Same spec, other devices (hot-plug, sriov_numvfs, rebind):
+			// update in place, so kubelet keeps the plugin and the
+			// devices pods hold.
+			added, removed := r.plugin.UpdateDevices(want[name].Devices)
+			r.key = keys[name]
+			d.log.Info("pool devices changed", "resource", name, "added", added, "removed", removed,
+				"devices", len(r.plugin.Devices()))
 			continue
 		}
 		d.log.Info("stopping plugin", "resource", name)
@@ -207,6 +257,7 @@ func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
 			PluginDir:      d.opts.PluginDir,
 			Root:           d.opts.Root,
 			DevInfoDir:     d.opts.DevInfoDir,
+			RegistryDir:    d.opts.RegistryDir,
 			HealthInterval: d.opts.HealthInterval,
 			Logger:         d.log,
 		})
@@ -215,7 +266,7 @@ func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
 			continue
 		}
 		d.log.Info("serving pool", "resource", name, "devices", len(want[name].Devices), "socket", p.Socket())
-		d.plugins[name] = &running{plugin: p, key: keys[name]}
+		d.plugins[name] = &running{plugin: p, key: keys[name], spec: specs[name]}
 	}
 	d.registerPendingLocked(ctx)
 	return errors.Join(errs...)
@@ -230,8 +281,25 @@ func (d *daemon) reload(ctx context.Context) {
 		return
 	}
 	d.log.Info("config changed, reconciling pools")
-	if err := d.reconcile(ctx, cfg); err != nil {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	d.cfg = cfg
+	if err := d.reconcileLocked(ctx, cfg); err != nil {
 		d.log.Error("reconcile pools", "err", err)
+	}
+}
+
+// rediscover re-runs discovery with the last accepted config, so that
+// hot-plugged or removed devices reach their pools without a config
+// change. Unchanged pools are left alone; see reconcile.
+func (d *daemon) rediscover(ctx context.Context) {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	if err := d.reconcileLocked(ctx, d.cfg); err != nil {
+		d.log.Error("rediscovery", "err", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	regpb "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/plexus-cni/plexus/deviceplugin/app"
 	"github.com/plexus-cni/plexus/deviceplugin/kubelettest"
@@ -148,6 +149,7 @@ func TestRunLifecycle(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "pools.yaml")
 	writeConfig(t, cfgPath, config)
 	kubelet := kubelettest.Start(t, dir)
+	regDir := filepath.Join(shortDir(t), "plugins_registry")
 	baseline := runtime.NumGoroutine()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,7 +158,7 @@ func TestRunLifecycle(t *testing.T) {
 	go func() {
 		done <- app.Run(ctx, []string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
 			"--devinfo-dir", filepath.Join(t.TempDir(), "devinfo"), "--health-interval", "50ms", "--poll-interval", "100ms",
-			"--log-level", "debug"}, io.Discard, logs)
+			"--plugin-registry-dir", regDir, "--log-level", "debug"}, io.Discard, logs)
 	}()
 	defer func() {
 		cancel()
@@ -171,6 +173,19 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	netSock := filepath.Join(dir, server.SocketName("plexus.io/net"))
 	dpdkSock := filepath.Join(dir, server.SocketName("plexus.io/dpdk"))
+	for _, res := range []string{"plexus.io/net", "plexus.io/dpdk"} {
+		// Own connection, closed now: the goroutine check below runs
+		// before test cleanups.
+		conn, err := grpc.NewClient("unix://"+filepath.Join(regDir, server.RegistrationSocketName(res)), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := regpb.NewRegistrationClient(conn).GetInfo(ctx, &regpb.InfoRequest{})
+		_ = conn.Close()
+		if err != nil || info.Name != res || info.Endpoint != filepath.Join(dir, server.SocketName(res)) {
+			t.Errorf("plugin watcher GetInfo for %s = %+v, %v", res, info, err)
+		}
+	}
 
 	// Kubelet restart: it deletes every plugin socket and comes back.
 	kubelet.Restart(t, true)
@@ -239,6 +254,9 @@ func TestRunLifecycle(t *testing.T) {
 			t.Errorf("%s left in plugin dir", e.Name())
 		}
 	}
+	if entries, _ := os.ReadDir(regDir); len(entries) != 0 {
+		t.Errorf("%d entries left in plugin registry dir", len(entries))
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -266,6 +284,7 @@ func TestRunStartupErrors(t *testing.T) {
 		{"no pci.ids", []string{"--config", good, "--sysfs-root", t.TempDir()}, "no pci.ids database"},
 		{"bad flag", []string{"--bogus"}, "flag provided but not defined"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
+		{"negative rediscover interval", []string{"--rediscover-interval", "-1s"}, "--rediscover-interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,5 +315,96 @@ func TestRunDryRun(t *testing.T) {
 	}
 	if len(pools) != 2 || len(pools[0].Devices) != 2 || len(pools[1].Devices) != 2 {
 		t.Errorf("dry run output: %s", out.String())
+	}
+}
+
+// TestRediscoverHotplug raises sriov_numvfs on the fake tree: the new
+// VFs join their pool through periodic rediscovery, the pool is updated
+// in place (same socket, no new Register), and the other pool is left
+// alone.
+func TestRediscoverHotplug(t *testing.T) {
+	tr := tree(t)
+	dir := shortDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "pools.yaml")
+	writeConfig(t, cfgPath, config)
+	kubelet := kubelettest.Start(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncWriter{buf: &bytes.Buffer{}}
+	go func() {
+		done <- app.Run(ctx, []string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
+			"--devinfo-dir", "", "--health-interval", "50ms", "--poll-interval", "100ms",
+			"--rediscover-interval", "100ms", "--log-level", "debug"}, io.Discard, logs)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	}()
+	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+		t.Fatalf("registered %v", got)
+	}
+	netSock := filepath.Join(dir, server.SocketName("plexus.io/net"))
+	dpdkSock := filepath.Join(dir, server.SocketName("plexus.io/dpdk"))
+	netIno, dpdkIno := inode(t, netSock), inode(t, dpdkSock)
+
+	conn, err := grpc.NewClient("unix://"+netSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewDevicePluginClient(conn)
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	defer scancel()
+	stream, err := c.ListAndWatch(sctx, &pb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Devices) != 2 {
+		t.Fatalf("initial net pool %d devices, want 2", len(resp.Devices))
+	}
+	held := resp.Devices[0].ID
+	if _, err := c.Allocate(sctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{held}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// sriov_numvfs 4 -> 6: two more iavf VFs.
+	var vfs []sysfstest.Func
+	for i := 4; i < 6; i++ {
+		vfs = append(vfs, sysfstest.Func{Address: sysfstest.VFAddress(0x3b, i), Vendor: "8086", Device: "154c", Driver: "iavf",
+			Ifname: fmt.Sprintf("ens1f0v%d", i), NUMANode: 0, IOMMUGroup: 30 + i, UIO: -1})
+	}
+	tr.AddVFs("0000:3b:00.0", vfs)
+	for len(resp.Devices) != 4 {
+		if resp, err = stream.Recv(); err != nil {
+			t.Fatalf("ListAndWatch after hot-plug: %v", err)
+		}
+	}
+	ids := map[string]string{}
+	for _, d := range resp.Devices {
+		ids[d.ID] = d.Health
+	}
+	for _, id := range []string{held, vfs[0].Address, vfs[1].Address} {
+		if ids[id] != pb.Healthy {
+			t.Errorf("device %s: %q in %v", id, ids[id], ids)
+		}
+	}
+	if _, err := c.Allocate(sctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{vfs[1].Address}}}}); err != nil {
+		t.Errorf("allocate hot-plugged VF: %v", err)
+	}
+	noRegister(t, kubelet, 300*time.Millisecond)
+	if inode(t, netSock) != netIno || inode(t, dpdkSock) != dpdkIno {
+		t.Error("a pool was restarted by rediscovery")
+	}
+	if !strings.Contains(logs.String(), "pool devices changed") {
+		t.Error("device change not logged")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	regpb "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
 
 // Kubelet records Register calls made to its socket.
@@ -110,4 +111,16 @@ func Dial(tb testing.TB, socket string) pb.DevicePluginClient {
 	}
 	tb.Cleanup(func() { _ = conn.Close() })
 	return pb.NewDevicePluginClient(conn)
+}
+
+// DialRegistration connects to a plugin's socket in the plugin watcher
+// directory (plugins_registry) the way kubelet's plugin watcher does.
+func DialRegistration(tb testing.TB, socket string) regpb.RegistrationClient {
+	tb.Helper()
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatalf("dial %s: %v", socket, err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return regpb.NewRegistrationClient(conn)
 }

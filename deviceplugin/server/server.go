@@ -38,10 +38,14 @@ const (
 
 // Config describes one plugin.
 type Config struct {
-	Pool           pool.Pool
-	PluginDir      string // where kubelet looks for plugin sockets
-	Root           string // sysfs/dev root for health checks
-	DevInfoDir     string // Device Info spec files; "" disables them
+	Pool       pool.Pool
+	PluginDir  string // where kubelet looks for plugin sockets
+	Root       string // sysfs/dev root for health checks
+	DevInfoDir string // Device Info spec files; "" disables them
+	// RegistryDir is kubelet's plugin watcher directory
+	// (/var/lib/kubelet/plugins_registry). When set, the plugin also
+	// serves the pluginregistration v1 API on a socket there; "" disables.
+	RegistryDir    string
 	HealthInterval time.Duration
 	Logger         *slog.Logger
 }
@@ -54,19 +58,29 @@ type Plugin struct {
 	cfg    Config
 	log    *slog.Logger
 	socket string
-	devs   map[string]discovery.Device
+	// regSocket is the plugin watcher socket, "" when disabled.
+	regSocket string
+	// devs is replaced, never modified, by UpdateDevices; read it under
+	// mu (or through devices()) once the plugin is shared.
+	devs map[string]discovery.Device
 
-	mu      sync.Mutex
-	ctx     context.Context // nil until Start
-	cancel  context.CancelFunc
-	srv     *grpc.Server
-	served  chan struct{} // closed when the current Serve returns
-	wg      sync.WaitGroup
-	health  map[string]string // device ID -> "" (healthy) or reason
-	changed chan struct{}     // closed and replaced on every health change
-	written map[string]string // device ID -> device info file
-	recheck chan struct{}
-	stopped bool
+	mu        sync.Mutex
+	ctx       context.Context // nil until Start
+	cancel    context.CancelFunc
+	srv       *grpc.Server
+	served    chan struct{} // closed when the current Serve returns
+	regSrv    *grpc.Server  // plugin watcher registration server, or nil
+	regServed chan struct{} // closed when the registration Serve returns
+	wg        sync.WaitGroup
+	health    map[string]string // device ID -> "" (healthy) or reason
+	changed   chan struct{}     // closed and replaced on every health change
+	written   map[string]string // device ID -> device info file
+	recheck   chan struct{}
+	// allocated holds every device ID kubelet allocated from this plugin.
+	// Kubelet never says when a pod releases a device, so an allocated
+	// device stays listed even if rediscovery no longer finds it.
+	allocated map[string]bool
+	stopped   bool
 }
 
 // New builds a plugin; nothing runs until Start.
@@ -78,14 +92,18 @@ func New(cfg Config) *Plugin {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Plugin{
-		cfg:     cfg,
-		log:     cfg.Logger.With("resource", cfg.Pool.Spec.FullName()),
-		socket:  filepath.Join(cfg.PluginDir, SocketName(cfg.Pool.Spec.FullName())),
-		devs:    map[string]discovery.Device{},
-		health:  map[string]string{},
-		changed: make(chan struct{}),
-		written: map[string]string{},
-		recheck: make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger.With("resource", cfg.Pool.Spec.FullName()),
+		socket:    filepath.Join(cfg.PluginDir, SocketName(cfg.Pool.Spec.FullName())),
+		devs:      map[string]discovery.Device{},
+		health:    map[string]string{},
+		changed:   make(chan struct{}),
+		written:   map[string]string{},
+		recheck:   make(chan struct{}, 1),
+		allocated: map[string]bool{},
+	}
+	if cfg.RegistryDir != "" {
+		p.regSocket = filepath.Join(cfg.RegistryDir, RegistrationSocketName(cfg.Pool.Spec.FullName()))
 	}
 	for _, d := range cfg.Pool.Devices {
 		p.devs[d.Address] = d
@@ -121,6 +139,17 @@ func (p *Plugin) Start(ctx context.Context) error {
 		p.cancel()
 		return err
 	}
+	// The plugin socket answers already, so the plugin watcher may hand
+	// its endpoint to kubelet's device manager right away.
+	if err := p.listenRegistryLocked(); err != nil {
+		p.cancel()
+		p.srv.Stop()
+		p.mu.Unlock()
+		p.wg.Wait()
+		p.mu.Lock()
+		_ = os.Remove(p.socket)
+		return err
+	}
 	p.wg.Go(p.healthLoop)
 	// Stop when the parent context ends even if nobody calls Stop.
 	p.wg.Go(func() {
@@ -128,6 +157,9 @@ func (p *Plugin) Start(ctx context.Context) error {
 		p.mu.Lock()
 		if p.srv != nil {
 			p.srv.Stop()
+		}
+		if p.regSrv != nil {
+			p.regSrv.Stop()
 		}
 		p.mu.Unlock()
 	})
@@ -193,6 +225,9 @@ func (p *Plugin) EnsureServing() error {
 	if p.ctx == nil || p.ctx.Err() != nil {
 		return errors.New("plugin not running")
 	}
+	if err := p.ensureRegistryLocked(); err != nil {
+		return err
+	}
 	if _, err := os.Stat(p.socket); err == nil {
 		return nil
 	}
@@ -217,6 +252,9 @@ func (p *Plugin) Stop() {
 	if p.srv != nil {
 		p.srv.Stop()
 	}
+	if p.regSrv != nil {
+		p.regSrv.Stop()
+	}
 	p.mu.Unlock()
 	p.wg.Wait()
 
@@ -224,6 +262,11 @@ func (p *Plugin) Stop() {
 	defer p.mu.Unlock()
 	if err := os.Remove(p.socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		p.log.Warn("remove plugin socket", "err", err)
+	}
+	if p.regSocket != "" {
+		if err := os.Remove(p.regSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			p.log.Warn("remove plugin registration socket", "err", err)
+		}
 	}
 	paths := make([]string, 0, len(p.written))
 	for _, f := range p.written {
@@ -254,7 +297,7 @@ func (p *Plugin) Register(ctx context.Context, kubeletSocket string) error {
 	if err != nil {
 		return fmt.Errorf("register %s with kubelet: %w", p.ResourceName(), err)
 	}
-	p.log.Info("registered with kubelet", "endpoint", filepath.Base(p.socket), "devices", len(p.devs))
+	p.log.Info("registered with kubelet", "endpoint", filepath.Base(p.socket), "devices", len(p.devices()))
 	return nil
 }
 
@@ -367,14 +410,15 @@ func (p *Plugin) PreStartContainer(context.Context, *pb.PreStartContainerRequest
 // GetPreferredAllocation keeps each request on one NUMA node and spreads
 // or packs it across PFs per the pool's allocationPolicy.
 func (p *Plugin) GetPreferredAllocation(_ context.Context, req *pb.PreferredAllocationRequest) (*pb.PreferredAllocationResponse, error) {
+	devs := p.devices()
 	resp := &pb.PreferredAllocationResponse{}
 	for _, cr := range req.GetContainerRequests() {
 		for _, id := range append(cr.GetAvailableDeviceIDs(), cr.GetMustIncludeDeviceIDs()...) {
-			if _, ok := p.devs[id]; !ok {
+			if _, ok := devs[id]; !ok {
 				return nil, status.Errorf(codes.InvalidArgument, "device %q is not in pool %s", id, p.ResourceName())
 			}
 		}
-		ids := allocate.Preferred(cr.GetAvailableDeviceIDs(), cr.GetMustIncludeDeviceIDs(), int(cr.GetAllocationSize()), p.devs, p.cfg.Pool.Spec.AllocationPolicy)
+		ids := allocate.Preferred(cr.GetAvailableDeviceIDs(), cr.GetMustIncludeDeviceIDs(), int(cr.GetAllocationSize()), devs, p.cfg.Pool.Spec.AllocationPolicy)
 		resp.ContainerResponses = append(resp.ContainerResponses, &pb.ContainerPreferredAllocationResponse{DeviceIDs: ids})
 	}
 	return resp, nil
@@ -384,13 +428,19 @@ func (p *Plugin) GetPreferredAllocation(_ context.Context, req *pb.PreferredAllo
 // device info files.
 func (p *Plugin) Allocate(_ context.Context, req *pb.AllocateRequest) (*pb.AllocateResponse, error) {
 	spec := p.cfg.Pool.Spec
+	devs := p.devices()
 	resp := &pb.AllocateResponse{}
 	for _, cr := range req.GetContainerRequests() {
-		c, err := allocate.Container(&spec, cr.GetDevicesIds(), p.devs)
+		c, err := allocate.Container(&spec, cr.GetDevicesIds(), devs)
 		if err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
-		if err := p.writeDevInfo(cr.GetDevicesIds()); err != nil {
+		p.mu.Lock()
+		for _, id := range cr.GetDevicesIds() {
+			p.allocated[id] = true
+		}
+		p.mu.Unlock()
+		if err := p.writeDevInfo(devs, cr.GetDevicesIds()); err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 		resp.ContainerResponses = append(resp.ContainerResponses, c)
@@ -399,12 +449,12 @@ func (p *Plugin) Allocate(_ context.Context, req *pb.AllocateRequest) (*pb.Alloc
 	return resp, nil
 }
 
-func (p *Plugin) writeDevInfo(ids []string) error {
+func (p *Plugin) writeDevInfo(devs map[string]discovery.Device, ids []string) error {
 	if p.cfg.DevInfoDir == "" {
 		return nil
 	}
 	for _, id := range ids {
-		d := p.devs[id]
+		d := devs[id]
 		path, err := devinfo.WritePCI(p.cfg.DevInfoDir, p.ResourceName(), d.Address, d.PFAddress)
 		if err != nil {
 			return err
@@ -430,4 +480,64 @@ func (p *Plugin) removeStaleDevInfo() {
 	if err := devinfo.Remove(paths...); err != nil {
 		p.log.Warn("remove stale device info files", "err", err)
 	}
+}
+
+// devices returns the current device map; callers must not modify it.
+func (p *Plugin) devices() map[string]discovery.Device {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.devs
+}
+
+// Devices returns the IDs of the devices the plugin currently lists.
+func (p *Plugin) Devices() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]string, 0, len(p.cfg.Pool.Devices))
+	for _, d := range p.cfg.Pool.Devices {
+		ids = append(ids, d.Address)
+	}
+	return ids
+}
+
+// UpdateDevices replaces the pool's devices in place, after rediscovery
+// found a different set for an unchanged pool spec: the socket and
+// kubelet's registration stay, and ListAndWatch streams the new list.
+// A device kubelet allocated is kept, with its old record, even when it
+// is no longer found, because a pod may still hold it (health reports
+// it Unhealthy once it is gone). It returns the IDs added and removed.
+func (p *Plugin) UpdateDevices(devs []discovery.Device) (added, removed []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := make(map[string]discovery.Device, len(devs))
+	list := make([]discovery.Device, 0, len(devs))
+	for _, d := range devs {
+		if _, dup := next[d.Address]; dup {
+			continue
+		}
+		next[d.Address] = d
+		list = append(list, d)
+		if _, ok := p.devs[d.Address]; !ok {
+			added = append(added, d.Address)
+		}
+	}
+	for _, d := range p.cfg.Pool.Devices {
+		if _, ok := next[d.Address]; ok {
+			continue
+		}
+		if p.allocated[d.Address] {
+			next[d.Address] = d
+			list = append(list, d)
+			continue
+		}
+		removed = append(removed, d.Address)
+		delete(p.health, d.Address)
+	}
+	p.devs = next
+	p.cfg.Pool.Devices = list
+	// Always wake ListAndWatch: device records (not just IDs) may differ.
+	p.evaluate()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	return added, removed
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -284,4 +285,25 @@ func (t *Tree) symlink(rel, target string) {
 	if err := os.Symlink(target, p); err != nil {
 		t.tb.Fatalf("symlink %s -> %s: %v", rel, target, err)
 	}
+}
+
+// AddVFs appends VFs to a PF added by AddPF, as raising sriov_numvfs
+// does: new virtfnN links continue after the existing ones.
+func (t *Tree) AddVFs(pf string, vfs []Func) {
+	t.tb.Helper()
+	dir := t.devDir(pf)
+	raw, err := os.ReadFile(filepath.Join(t.Root, dir, "sriov_numvfs"))
+	if err != nil {
+		t.tb.Fatalf("read sriov_numvfs of %s: %v", pf, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.tb.Fatalf("sriov_numvfs of %s: %v", pf, err)
+	}
+	for i, vf := range vfs {
+		t.AddFunc(vf)
+		t.symlink(filepath.Join(dir, "virtfn"+strconv.Itoa(n+i)), "../"+vf.Address)
+		t.symlink(filepath.Join(t.devDir(vf.Address), "physfn"), "../"+pf)
+	}
+	t.write(filepath.Join(dir, "sriov_numvfs"), strconv.Itoa(n+len(vfs))+"\n")
 }

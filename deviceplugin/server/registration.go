@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	regpb "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+)
+
+// RegistrationSocketName is the file name of a resource's socket in
+// kubelet's plugin watcher directory (plugins_registry). It differs from
+// SocketName so that both sockets may share one directory.
+func RegistrationSocketName(resource string) string {
+	return "plexus-" + strings.Replace(resource, "/", "_", 1) + "-reg.sock"
+}
+
+// RegistrationSocket is the plugin watcher socket path, "" when
+// Config.RegistryDir is empty.
+func (p *Plugin) RegistrationSocket() string { return p.regSocket }
+
+// registrar answers kubelet's plugin watcher (pluginregistration v1).
+type registrar struct {
+	regpb.UnimplementedRegistrationServer
+	p *Plugin
+}
+
+// GetInfo tells the plugin watcher what this socket is for.
+func (r registrar) GetInfo(context.Context, *regpb.InfoRequest) (*regpb.PluginInfo, error) {
+	return &regpb.PluginInfo{
+		Type:              regpb.DevicePlugin,
+		Name:              r.p.ResourceName(),
+		Endpoint:          r.p.socket,
+		SupportedVersions: []string{pb.Version},
+	}, nil
+}
+
+// NotifyRegistrationStatus logs kubelet's verdict; a refusal is not
+// fatal since the Register call on kubelet.sock may still succeed.
+func (r registrar) NotifyRegistrationStatus(_ context.Context, st *regpb.RegistrationStatus) (*regpb.RegistrationStatusResponse, error) {
+	if st.GetPluginRegistered() {
+		r.p.log.Info("registered through kubelet plugin watcher", "socket", r.p.regSocket)
+	} else {
+		r.p.log.Error("kubelet plugin watcher refused registration", "socket", r.p.regSocket, "err", st.GetError())
+	}
+	return &regpb.RegistrationStatusResponse{}, nil
+}
+
+// listenRegistryLocked serves the pluginregistration API on the registry
+// socket. p.mu must be held.
+func (p *Plugin) listenRegistryLocked() error {
+	if p.regSocket == "" {
+		return nil
+	}
+	if err := os.MkdirAll(p.cfg.RegistryDir, 0o750); err != nil {
+		return fmt.Errorf("create plugin registry dir: %w", err)
+	}
+	if err := os.Remove(p.regSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale registration socket: %w", err)
+	}
+	lis, err := net.Listen("unix", p.regSocket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", p.regSocket, err)
+	}
+	if err := os.Chmod(p.regSocket, 0o600); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(p.regSocket)
+		return fmt.Errorf("chmod %s: %w", p.regSocket, err)
+	}
+	srv := grpc.NewServer()
+	regpb.RegisterRegistrationServer(srv, registrar{p: p})
+	served := make(chan struct{})
+	p.regSrv, p.regServed = srv, served
+	p.wg.Go(func() {
+		defer close(served)
+		if err := srv.Serve(lis); err != nil {
+			p.log.Error("plugin registration server stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+// ensureRegistryLocked re-serves the registry socket if it vanished.
+// p.mu must be held.
+func (p *Plugin) ensureRegistryLocked() error {
+	if p.regSocket == "" {
+		return nil
+	}
+	if _, err := os.Stat(p.regSocket); err == nil {
+		return nil
+	}
+	p.log.Info("plugin registration socket gone, serving again")
+	if p.regSrv != nil {
+		p.regSrv.Stop()
+		<-p.regServed
+		p.regSrv = nil
+	}
+	return p.listenRegistryLocked()
+}
