@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,7 +28,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/plugins/pkg/ns"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
 	"github.com/vishvananda/netlink"
@@ -39,6 +37,7 @@ import (
 
 	"github.com/plexus-cni/plexus/internal/apiservertest"
 	"github.com/plexus-cni/plexus/internal/cnitest"
+	"github.com/plexus-cni/plexus/tools/bench/benchhost"
 )
 
 // Names of everything the benchmark creates on the host: exact names,
@@ -115,8 +114,8 @@ func TestBurst(t *testing.T) {
 	b := &bench{o: o, plugins: cnitest.PluginDir(t)}
 	ctx := context.Background()
 
-	fmt.Printf("burst: %d pods, load average at start: %s\n", o.pods, loadavg())
-	defer func() { fmt.Printf("burst: load average at end: %s\n", loadavg()) }()
+	fmt.Printf("burst: %d pods, load average at start: %s\n", o.pods, benchhost.LoadAvg())
+	defer func() { fmt.Printf("burst: load average at end: %s\n", benchhost.LoadAvg()) }()
 
 	b.setUpDir(t)
 	b.setUpAPI(t, ctx)
@@ -267,13 +266,13 @@ func (b *bench) delegateConf(k int) string {
 func (b *bench) setUpFiles(t *testing.T) {
 	t.Cleanup(func() {
 		for _, l := range bridges {
-			if err := delLink(l); err != nil {
+			if err := benchhost.DelLink(l); err != nil {
 				t.Error(err)
 			}
 		}
 	})
 	for _, l := range bridges { // leftovers of an interrupted run
-		if err := delLink(l); err != nil {
+		if err := benchhost.DelLink(l); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -575,32 +574,7 @@ func (b *bench) verifyDeleted(t *testing.T) {
 }
 
 func verifyNetns(path string, added bool) error {
-	return ns.WithNetNSPath(path, func(ns.NetNS) error {
-		for k, name := range ifnames {
-			link, err := netlink.LinkByName(name)
-			var nf netlink.LinkNotFoundError
-			switch {
-			case !added && errors.As(err, &nf):
-				continue
-			case !added && err == nil:
-				return fmt.Errorf("interface %s still in %s after DEL", name, path)
-			case err != nil:
-				return fmt.Errorf("interface %s missing in %s: %w", name, path, err)
-			}
-			if link.Attrs().Flags&net.FlagUp == 0 {
-				return fmt.Errorf("interface %s in %s is down", name, path)
-			}
-			addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-			if err != nil {
-				return err
-			}
-			subnet := ipv4Net(subnets[k])
-			if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return subnet.Contains(a.IP) }) {
-				return fmt.Errorf("interface %s in %s has no address in %s (has %v)", name, path, subnets[k], addrs)
-			}
-		}
-		return nil
-	})
+	return benchhost.VerifyInterfaces(path, ifnames[:], subnets[:], added)
 }
 
 // procStatus is what /proc/<pid>/status says about memory, in bytes.
@@ -728,27 +702,4 @@ func write(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func delLink(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return fmt.Errorf("find %s: %w", name, err)
-	}
-	if err := netlink.LinkDel(l); err != nil {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
-	return nil
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }

@@ -20,9 +20,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/plexus-cni/plexus/tools/bench/benchhost"
 )
 
 func main() {
@@ -84,8 +85,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 
 	host, _ := os.Hostname()
 	fmt.Fprintf(out, "# Plexus pod ADD/DEL overhead — %s, %s, %d CPUs, %s\n\n", time.Now().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(out, "load average at start: %s\n\n", loadavg())
-	defer func() { fmt.Fprintf(out, "load average at end: %s\n", loadavg()) }()
+	fmt.Fprintf(out, "load average at start: %s\n\n", benchhost.LoadAvg())
+	defer func() { fmt.Fprintf(out, "load average at end: %s\n", benchhost.LoadAvg()) }()
 	fmt.Fprintf(out, "%d measured pods per path (+%d warm-up), eth0 + net1 + net2 (bridge, bridge, macvlan; host-local IPAM)\n\n", o.pods, o.warmup)
 
 	if err := env.startAgent(ctx); err != nil {
@@ -125,14 +126,3 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 
 // loadavg is /proc/loadavg's 1, 5 and 15 minute figures: on a shared
 // machine, the context a reader needs to trust (or not) the numbers.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -16,8 +14,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
+
+	"github.com/plexus-cni/plexus/tools/bench/benchhost"
 )
 
 // podTiming is one pod's ADD and DEL. For the in-process agent it also
@@ -142,32 +140,7 @@ func (e *env) plexusPod(ctx context.Context, tg *target, i int) (podTiming, erro
 // with an IPv4 address from its network's subnet) or after DEL (none
 // left). A timing of a call that did not do its job would be meaningless.
 func (e *env) verify(netnsPath string, added bool) error {
-	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		for k, name := range e.ifnames {
-			link, err := netlink.LinkByName(name)
-			var nf netlink.LinkNotFoundError
-			switch {
-			case !added && errors.As(err, &nf):
-				continue
-			case !added && err == nil:
-				return fmt.Errorf("interface %s still in %s after DEL", name, netnsPath)
-			case err != nil:
-				return fmt.Errorf("interface %s missing in %s: %w", name, netnsPath, err)
-			}
-			if link.Attrs().Flags&net.FlagUp == 0 {
-				return fmt.Errorf("interface %s in %s is down", name, netnsPath)
-			}
-			addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-			if err != nil {
-				return fmt.Errorf("addresses of %s in %s: %w", name, netnsPath, err)
-			}
-			subnet := ipv4Net(subnets[k])
-			if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return subnet.Contains(a.IP) }) {
-				return fmt.Errorf("interface %s in %s has no address in %s (has %v)", name, netnsPath, subnets[k], addrs)
-			}
-		}
-		return nil
-	})
+	return benchhost.VerifyInterfaces(netnsPath, e.ifnames[:], subnets[:], added)
 }
 
 // execClock is libcni's default plugin executor with a stopwatch: the time

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/server"
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
+	"github.com/plexus-cni/plexus/tools/bench/benchhost"
 )
 
 // Names of everything the benchmark creates on the host. They are exact
@@ -161,7 +161,7 @@ func plexusConf(socket string) string {
 // macvlan on a down master cannot come up). A leftover from an interrupted
 // run is replaced.
 func (e *env) createUplink() error {
-	delLink(uplink)
+	benchhost.DelLink(uplink)
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: uplink}, PeerName: uplinkPeer}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s/%s: %w", uplink, uplinkPeer, err)
@@ -177,23 +177,8 @@ func (e *env) createUplink() error {
 	}
 	// Stale bridges would carry a previous run's state; the bridge plugin
 	// recreates them on the first ADD.
-	delLink(bridge0)
-	delLink(bridge1)
-	return nil
-}
-
-func delLink(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return fmt.Errorf("find %s: %w", name, err)
-	}
-	if err := netlink.LinkDel(l); err != nil {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
+	benchhost.DelLink(bridge0)
+	benchhost.DelLink(bridge1)
 	return nil
 }
 
@@ -335,7 +320,7 @@ func (e *env) tearDown() error {
 		}
 	}
 	for _, l := range []string{uplink, bridge0, bridge1} {
-		if err := delLink(l); err != nil {
+		if err := benchhost.DelLink(l); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -350,13 +335,6 @@ func (e *env) tearDown() error {
 		fmt.Fprintln(os.Stderr, "overhead: scratch files kept in", e.dir)
 	}
 	return errors.Join(errs...)
-}
-
-// ipv4Net parses one of the subnets; used to check addresses landed where
-// the config said.
-func ipv4Net(s string) *net.IPNet {
-	_, n, _ := net.ParseCIDR(s)
-	return n
 }
 
 // startNullAgent serves the shim protocol with a handler that does nothing
