@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protodelim"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
@@ -182,9 +181,13 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 0, len(out)+len(body)+20)
-	buf = appendFrame(buf, out)
-	buf = appendFrame(buf, body)
+	buf, err := shimwire.AppendFrame(make([]byte, 0, len(out)+len(body)+20), out)
+	if err != nil {
+		return err
+	}
+	if buf, err = shimwire.AppendFrame(buf, body); err != nil {
+		return err
+	}
 	_, err = conn.Write(buf)
 	return err
 }
@@ -213,10 +216,6 @@ func (s *Server) serveRequest(ctx context.Context, req *plexusv1.CNIRequest) (re
 		}
 	}()
 	return s.Handler.Serve(ctx, req)
-}
-
-func appendFrame(b, msg []byte) []byte {
-	return append(protowire.AppendVarint(b, uint64(len(msg))), msg...)
 }
 
 // watchHangup cancels when the peer closes its end. The shim sends nothing

@@ -352,12 +352,7 @@ func TestRediscoverHotplug(t *testing.T) {
 	dpdkSock := filepath.Join(dir, server.SocketName("plexus.io/dpdk"))
 	netIno, dpdkIno := inode(t, netSock), inode(t, dpdkSock)
 
-	conn, err := grpc.NewClient("unix://"+netSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := pb.NewDevicePluginClient(conn)
+	c := kubelettest.Dial(t, netSock)
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	defer scancel()
 	stream, err := c.ListAndWatch(sctx, &pb.Empty{})
