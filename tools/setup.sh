@@ -14,8 +14,9 @@ need_root() {
 need_root
 
 # Debian packages: network tooling for the demo and the tests, protoc for
-# the generated-code check. tools/setup-bazel.sh installs Bazel.
-packages=(iproute2 iptables iputils-ping protobuf-compiler ca-certificates git)
+# the generated-code check, a registry for the image push test, runc for the
+# end-to-end cluster. tools/setup-bazel.sh installs Bazel.
+packages=(iproute2 iptables iputils-ping protobuf-compiler ca-certificates git docker-registry runc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,5 +37,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 if [ -x tools/setup-bazel.sh ]; then tools/setup-bazel.sh; fi
 tools/cni-plugins.sh >/dev/null
-# etcd and kube-apiserver for the Kubernetes-mode tests (cached; ~15 min cold).
-tools/cluster/build-binaries.sh etcd kube-apiserver >/dev/null
+# etcd, the Kubernetes binaries and containerd for the Kubernetes-mode and
+# end-to-end tests (cached by version; ~40 min cold on 2 cores, progress on
+# stderr).
+tools/cluster/build-binaries.sh all >/dev/null

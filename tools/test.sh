@@ -39,6 +39,9 @@ if [ -x tools/bazel.sh ]; then
   tools/bazel.sh test //...
 fi
 
+section "end to end on a real single-node cluster"
+tools/e2e.sh
+
 section "demo"
 tools/demo.sh --no-setup
 

@@ -21,6 +21,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/health"
 	"github.com/plexus-cni/plexus/agent/metrics"
+	"github.com/plexus-cni/plexus/agent/podresources"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/server"
@@ -77,17 +78,19 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	m := metrics.New()
 	var mgr *attach.Manager
+	var uninstalling func() bool
 	if cfg.Local != nil {
 		if mgr, err = NewLocalManager(cfg, log, m.Exec()); err != nil {
 			return err
 		}
 	} else {
 		var stop func()
-		if mgr, stop, err = newKubeManager(ctx, cfg, log, m.Exec()); err != nil {
+		if mgr, stop, uninstalling, err = newKubeManager(ctx, cfg, log, m.Exec()); err != nil {
 			return err
 		}
 		defer stop()
 	}
+	defer mgr.Close()
 	if cfg.ShimInstall != nil {
 		changed, err := shiminstall.Install(cfg.ShimInstall.Source, cfg.ShimInstall.BinDir)
 		if err != nil {
@@ -118,7 +121,15 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			if err := gen.Run(genCtx); err != nil {
 				log.Error("CNI configuration generation stopped", "err", err)
 			}
-			if cfg.CNIConf.RemoveOnExit {
+			// Removed on exit when asked to, and on uninstall (the agent's
+			// DaemonSet deleted); kept on a restart or rolling update, so
+			// that no pod starts without plexus in the gap.
+			remove := cfg.CNIConf.RemoveOnExit
+			if !remove && uninstalling != nil && uninstalling() {
+				log.Info("the agent's DaemonSet is gone: uninstall, removing the plexus CNI configuration")
+				remove = true
+			}
+			if remove {
 				if err := gen.Uninstall(); err != nil {
 					log.Error("remove the plexus CNI configuration", "err", err)
 				}
@@ -177,6 +188,7 @@ func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGette
 			NamespaceIsolation: cfg.NamespaceIsolation,
 			GlobalNamespaces:   cfg.GlobalNamespaces,
 			BinDirs:            cfg.BinDirs,
+			DeviceInfoDir:      cfg.DeviceInfoDir,
 		},
 		Pods:     pods,
 		Resolver: &resolve.Resolver{NADs: nads, ConfDir: cfg.CNIConfDir},
@@ -184,7 +196,10 @@ func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGette
 		CacheDir: filepath.Join(cfg.StateDir, "cache"),
 		Exec:     exec,
 		Reporter: reporter,
-		Log:      log,
+		// Asked only for pods with a NAD that names a resource; dialed on
+		// first use, so nodes without devices never need the socket.
+		Devices: podresources.New(cfg.PodResourcesSocket, 0),
+		Log:     log,
 	})
 }
 

@@ -26,14 +26,21 @@ import (
 	"github.com/plexus-cni/plexus/agent/server"
 	"github.com/plexus-cni/plexus/cni/shim"
 	"github.com/plexus-cni/plexus/internal/cnitest"
+	"github.com/plexus-cni/plexus/internal/testplugins/recorder"
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
 )
 
 // The test binary doubles as the shim: libcni execs it as "plexus" with
-// this variable set, so the real shim code runs in a real process.
+// this variable set, so the real shim code runs in a real process. Exec'd
+// under the name plexus-test-recorder it is that TEST ONLY delegate (the
+// agent execs it with the variable inherited, so the name decides first).
 const actAsShim = "PLEXUS_TEST_ACT_AS_SHIM"
 
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "plexus-test-recorder" {
+		recorder.Main()
+		os.Exit(0)
+	}
 	if os.Getenv(actAsShim) == "1" {
 		os.Exit(shim.Run(os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 	}

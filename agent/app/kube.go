@@ -16,57 +16,77 @@ import (
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/kube"
+	"github.com/plexus-cni/plexus/agent/uninstall"
 )
 
 // informerSyncTimeout bounds the start-up wait for the informer caches.
 const informerSyncTimeout = 2 * time.Minute
 
 // newKubeManager builds the core over informer caches and the Kubernetes
-// status reporter. stop waits for the informers after ctx ends.
-func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, func(), error) {
+// status reporter. stop waits for the informers after ctx ends;
+// uninstalling tells, when the agent stops, whether its DaemonSet is gone.
+func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec) (mgr *attach.Manager, stop func(), uninstalling func() bool, err error) {
 	node := cfg.Kubernetes.NodeName
 	if node == "" {
 		node = os.Getenv("NODE_NAME")
 	}
 	if node == "" {
-		return nil, nil, fmt.Errorf("kubernetes.nodeName is not set and NODE_NAME is empty: the agent must know its node")
+		return nil, nil, nil, fmt.Errorf("kubernetes.nodeName is not set and NODE_NAME is empty: the agent must know its node")
 	}
 	var restCfg *rest.Config
-	var err error
 	if cfg.Kubernetes.Kubeconfig != "" {
 		restCfg, err = clientcmd.BuildConfigFromFlags("", cfg.Kubernetes.Kubeconfig)
 	} else {
 		restCfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
+		return nil, nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	restCfg.UserAgent = "plexus-agent/" + Version
 	restCfg.QPS, restCfg.Burst = cfg.Kubernetes.QPS, cfg.Kubernetes.Burst
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	nads, err := nadclient.NewForConfig(restCfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sources, informers, err := kube.NewSources(kube.Options{
 		Client: client, NADClient: nads, NodeName: node,
 		PodWait: time.Duration(cfg.Kubernetes.PodWaitSeconds * float64(time.Second)),
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	syncCtx, cancel := context.WithTimeout(ctx, informerSyncTimeout)
 	defer cancel()
 	if err := informers.Start(ctx, syncCtx); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info("informer caches synced", "node", node)
-	mgr, err := newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, exec)
+	mgr, err = newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, exec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return mgr, informers.Shutdown, nil
+	uninstalling = func() bool {
+		podNS, podName := os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
+		if podNS == "" || podName == "" {
+			log.Info("POD_NAMESPACE or POD_NAME unset: cannot tell an uninstall from a restart, keeping the CNI configuration")
+			return false
+		}
+		// ctx has ended: the agent is stopping.
+		checkCtx, cancel := context.WithTimeout(context.Background(), uninstallCheckTimeout)
+		defer cancel()
+		gone, err := uninstall.DaemonSetGone(checkCtx, client, podNS, podName)
+		if err != nil {
+			log.Warn("cannot tell an uninstall from a restart, keeping the CNI configuration", "err", err)
+			return false
+		}
+		return gone
+	}
+	return mgr, informers.Shutdown, uninstalling, nil
 }
+
+// uninstallCheckTimeout bounds the stop-time look at the agent's DaemonSet.
+const uninstallCheckTimeout = 3 * time.Second

@@ -41,7 +41,7 @@ func newKubeRig(t *testing.T) *kubeRig {
 	api := apiservertest.Start(t)
 	ctx := context.Background()
 	adminCfg := api.Config(apiservertest.AdminToken)
-	for _, f := range []string{"../../deploy/crds/network-attachment-definitions.yaml", "../../deploy/rbac.yaml"} {
+	for _, f := range []string{"../../deploy/crds/network-attachment-definitions.yaml", "../../deploy/namespace.yaml", "../../deploy/rbac.yaml"} {
 		// Server-side dry-run first, as an admin would, then for real.
 		if err := apiservertest.ApplyFile(ctx, adminCfg, f, true); err != nil && !strings.Contains(f, "rbac") {
 			t.Fatalf("dry-run apply %s: %v", f, err)

@@ -14,6 +14,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/plexus-cni/plexus/agent/defaultroute"
+	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/source"
@@ -65,6 +66,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 			CapabilityArgs: p.capArgs,
 			Args:           inv.args,
 			Default:        p.primary,
+			DeviceInfoFile: p.devInfoFile,
 		})
 	}
 	// The intent is on disk before any delegate runs: whatever happens
@@ -75,6 +77,13 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 
 	results := make([]types.Result, len(plan))
 	for i, p := range plan {
+		if p.devInfo != nil {
+			// The delegate reads the device plugin's information here.
+			if err := devices.WriteCNI(p.devInfoFile, p.devInfo); err != nil {
+				err = withCode(CodeIOFailure, fmt.Errorf("pod %s: network %s (%s): %w", inv.pod, p.network.Name, p.ifname, err))
+				return nil, m.rollback(inv, rec, i-1, pod, err)
+			}
+		}
 		res, err := cni.AddNetworkList(ctx, p.network.Config, runtimeConf(inv, &rec.Attachments[i]))
 		if err != nil {
 			err = fmt.Errorf("pod %s: add network %s as %s: %w", inv.pod, p.network.Name, p.ifname, err)
@@ -115,7 +124,7 @@ func (m *Manager) complete(inv *invocation, rec *record.Record, plan []planned, 
 			return nil, nil, fmt.Errorf("encode result of %s: %w", p.network.Name, err)
 		}
 		rec.Attachments[i].Result = data
-		statusIn[i] = netstatus.Attachment{Name: p.network.Name, IfName: p.ifname, Default: p.primary, Result: results[i]}
+		statusIn[i] = netstatus.Attachment{Name: p.network.Name, IfName: p.ifname, Default: p.primary, Result: results[i], DeviceInfo: m.deviceInfo(inv, p)}
 	}
 	status, err := netstatus.Build(statusIn)
 	if err != nil {
@@ -137,6 +146,22 @@ func (m *Manager) complete(inv *invocation, rec *record.Record, plan []planned, 
 		return nil, nil, withCode(CodeIOFailure, err)
 	}
 	return out, status, nil
+}
+
+// deviceInfo reads the attachment's CNI Device Info file after its
+// delegates ran, for the network-status (Device Info spec 6.1.1). A file
+// a delegate left unreadable costs the status entry its device-info, not
+// the pod its network.
+func (m *Manager) deviceInfo(inv *invocation, p planned) *netstatus.DeviceInfo {
+	if p.devInfoFile == "" {
+		return nil
+	}
+	info, err := devices.ReadCNI(p.devInfoFile)
+	if err != nil {
+		m.log.Warn("network-status without device-info", "pod", inv.pod.String(), "network", p.network.Name, "ifname", p.ifname, "err", err)
+		return nil
+	}
+	return info
 }
 
 // checkPlugins fails before anything is attached when a plugin binary of

@@ -5,6 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
@@ -46,10 +47,13 @@ func ToCNIError(err error) *types.Error {
 	var selErr *selection.Error
 	var confErr *resolve.ConfigError
 	var forbidden *ForbiddenError
+	var devErr *devices.Error
 	switch {
 	case errors.As(err, &coded):
 		code = coded.code
-	case errors.As(err, &selErr):
+	case errors.As(err, &selErr), errors.As(err, &devErr):
+		// A pod selecting networks its device requests cannot serve is
+		// an invalid selection too.
 		code = CodeInvalidSelection
 	case errors.As(err, &confErr):
 		code = CodeInvalidConfig

@@ -6,14 +6,15 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/selection"
 )
 
 // injectSelection returns the network with the selection's per-plugin keys
 // written into every plugin of its config: cni-args merged into args.cni
-// (the selection wins over the NAD), ipam-claim-reference alongside them,
-// and deviceID.
+// (the selection wins over the NAD), ipam-claim-reference alongside them.
+// The selection's deviceID is injected by the devices step (injectDevice).
 func injectSelection(net *resolve.Network, e *selection.Element) (*resolve.Network, error) {
 	cniArgs := e.CNIArgs
 	if e.IPAMClaimReference != "" {
@@ -23,30 +24,44 @@ func injectSelection(net *resolve.Network, e *selection.Element) (*resolve.Netwo
 		}
 		cniArgs["ipam-claim-reference"] = e.IPAMClaimReference
 	}
-	if len(cniArgs) == 0 && e.DeviceID == "" {
+	if len(cniArgs) == 0 {
 		return net, nil
 	}
 	list, err := mapPlugins(net.Config, func(plugin map[string]any) error {
-		if len(cniArgs) > 0 {
-			args, _ := plugin["args"].(map[string]any)
-			if args == nil {
-				if _, present := plugin["args"]; present {
-					return fmt.Errorf("plugin %v: \"args\" is not an object", plugin["type"])
-				}
-				args = map[string]any{}
+		args, _ := plugin["args"].(map[string]any)
+		if args == nil {
+			if _, present := plugin["args"]; present {
+				return fmt.Errorf("plugin %v: \"args\" is not an object", plugin["type"])
 			}
-			cni, _ := args["cni"].(map[string]any)
-			if cni == nil {
-				cni = map[string]any{}
-			}
-			for k, v := range cniArgs {
-				cni[k] = v
-			}
-			args["cni"] = cni
-			plugin["args"] = args
+			args = map[string]any{}
 		}
-		if e.DeviceID != "" {
-			plugin["deviceID"] = e.DeviceID
+		cni, _ := args["cni"].(map[string]any)
+		if cni == nil {
+			cni = map[string]any{}
+		}
+		for k, v := range cniArgs {
+			cni[k] = v
+		}
+		args["cni"] = cni
+		plugin["args"] = args
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := *net
+	out.Config = list
+	return &out, nil
+}
+
+// injectDevice returns the network with deviceID written into every plugin
+// of its config, as Multus does for the top-level one, and pciBusID too
+// when the device is a PCI address (the key older SR-IOV plugins read).
+func injectDevice(net *resolve.Network, deviceID string) (*resolve.Network, error) {
+	list, err := mapPlugins(net.Config, func(plugin map[string]any) error {
+		plugin["deviceID"] = deviceID
+		if devices.IsPCIAddress(deviceID) {
+			plugin["pciBusID"] = deviceID
 		}
 		return nil
 	})

@@ -8,6 +8,7 @@ package attach
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 
+	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
@@ -42,6 +44,10 @@ type Config struct {
 	GlobalNamespaces   []string
 	// BinDirs, when set, replace CNI_PATH for delegates.
 	BinDirs []string
+	// DeviceInfoDir is the Device Info spec's root directory: device
+	// plugins' files in dp/, ours in cni/ (default
+	// devices.DefaultInfoDir).
+	DeviceInfoDir string
 }
 
 // StatusReporter publishes a pod's network-status: an annotation patch and
@@ -61,6 +67,8 @@ type Manager struct {
 	cacheDir string
 	exec     invoke.Exec
 	reporter StatusReporter
+	devices  devices.Source
+	info     *devices.InfoFiles
 	log      *slog.Logger
 
 	// gcLock: GC runs alone; every other verb holds it shared.
@@ -80,7 +88,11 @@ type Options struct {
 	// Exec runs plugins; nil means libcni's default (fork/exec).
 	Exec     invoke.Exec
 	Reporter StatusReporter
-	Log      *slog.Logger
+	// Devices tells which devices kubelet allocated to a pod; asked only
+	// for pods with a network whose NAD names a resource. Nil: such
+	// networks fail. Close closes it if it is an io.Closer.
+	Devices devices.Source
+	Log     *slog.Logger
 }
 
 // New returns a Manager.
@@ -94,6 +106,9 @@ func New(o Options) (*Manager, error) {
 	if o.Config.SystemNamespace == "" {
 		o.Config.SystemNamespace = "kube-system"
 	}
+	if o.Config.DeviceInfoDir == "" {
+		o.Config.DeviceInfoDir = devices.DefaultInfoDir
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -105,8 +120,18 @@ func New(o Options) (*Manager, error) {
 		cacheDir: o.CacheDir,
 		exec:     o.Exec,
 		reporter: o.Reporter,
+		devices:  o.Devices,
+		info:     &devices.InfoFiles{Dir: o.Config.DeviceInfoDir},
 		log:      o.Log,
 	}, nil
+}
+
+// Close releases the device source (its kubelet connection).
+func (m *Manager) Close() error {
+	if c, ok := m.devices.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 func (m *Manager) cni(path []string) *libcni.CNIConfig {

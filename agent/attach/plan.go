@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
@@ -27,6 +28,16 @@ type planned struct {
 	capArgs map[string]any
 	// defaultRoute is the selection's default-route gateways.
 	defaultRoute []net.IP
+	// deviceID is the attachment's device: the selection's deviceID, or
+	// the device of the NAD's resource kubelet allocated (devices step).
+	deviceID string
+	// devInfo is the device plugin's Device Info file of deviceID, copied
+	// to devInfoFile before the delegate runs.
+	devInfo []byte
+	// devInfoFile is the CNI Device Info file of the attachment: set when
+	// it has a device of a resource or a plugin declares the
+	// CNIDeviceInfoFile capability.
+	devInfoFile string
 }
 
 // selectionCapabilities maps selection keys to the CNI capability carrying
@@ -50,7 +61,7 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 	// spec) belongs to the cluster default network only.
 	out := []planned{{network: primary, ifname: inv.IfName, primary: true, capArgs: inv.conf.RuntimeConfig}}
 	if pod == nil || slices.Contains(m.cfg.SystemNamespaces, pod.Namespace) {
-		return out, nil
+		return out, m.planDevices(ctx, inv, pod, out)
 	}
 	ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
 	var elems []selection.Element
@@ -78,7 +89,7 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 		if err != nil {
 			return nil, fmt.Errorf("pod %s: resolve network %s: %w", ref, e.Key(), err)
 		}
-		p := planned{network: net, ifname: e.Interface, defaultRoute: e.DefaultRoute}
+		p := planned{network: net, ifname: e.Interface, defaultRoute: e.DefaultRoute, deviceID: e.DeviceID}
 		if p.ifname == "" {
 			p.ifname = "net" + strconv.Itoa(i+1)
 		}
@@ -104,7 +115,84 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, m.planDevices(ctx, inv, pod, out)
+}
+
+// planDevices is the devices step. Every attachment whose NAD names a
+// resource gets one of the devices kubelet allocated to the pod
+// (devices.Assign documents the order); kubelet is asked only when there
+// is such an attachment. Each attachment with a device gets it as deviceID
+// (and pciBusID for a PCI address) in every plugin of its config and as
+// runtimeConfig.deviceID for the plugins declaring that capability; the
+// device plugin's Device Info file is read for the CNI one (Device Info
+// spec 4.2), whose path goes to the plugins declaring CNIDeviceInfoFile.
+// Without pod identity there is nobody to ask: no devices, as in Multus.
+func (m *Manager) planDevices(ctx context.Context, inv *invocation, pod *source.Pod, plan []planned) error {
+	need := -1
+	reqs := make([]devices.Request, len(plan))
+	for i, p := range plan {
+		reqs[i] = devices.Request{Network: p.network.Name, IfName: p.ifname, Resource: p.network.ResourceName, DeviceID: p.deviceID}
+		if need < 0 && p.network.ResourceName != "" {
+			need = i
+		}
+	}
+	fromResource := make([]bool, len(plan))
+	if need >= 0 && pod != nil {
+		first := plan[need].network
+		if m.devices == nil {
+			return withCode(CodeInvalidConfig, fmt.Errorf("pod %s/%s: network %s needs a device of resource %s, but the agent has no source of device allocations",
+				pod.Namespace, pod.Name, first.Name, first.ResourceName))
+		}
+		containers, err := m.devices.PodDevices(ctx, pod.Namespace, pod.Name)
+		if err != nil {
+			// Kubelet restarting or not answering yet: the runtime retries.
+			return withCode(CodeTryAgainLater, fmt.Errorf("pod %s/%s: network %s needs a device of resource %s: %w",
+				pod.Namespace, pod.Name, first.Name, first.ResourceName, err))
+		}
+		ids, err := devices.Assign(pod.Namespace+"/"+pod.Name, reqs, containers)
+		if err != nil {
+			return err
+		}
+		for i, id := range ids {
+			if id != "" {
+				plan[i].deviceID, fromResource[i] = id, true
+			}
+		}
+	}
+	for i := range plan {
+		p := &plan[i]
+		if p.deviceID != "" {
+			net, err := injectDevice(p.network, p.deviceID)
+			if err != nil {
+				return fmt.Errorf("pod %s: network %s: %w", inv.pod, p.network.Name, err)
+			}
+			p.network = net
+			p.capArgs = withCapArg(p.capArgs, "deviceID", p.deviceID)
+		}
+		if fromResource[i] {
+			data, err := m.info.ReadDP(p.network.ResourceName, p.deviceID)
+			if err != nil {
+				return withCode(CodeIOFailure, fmt.Errorf("pod %s: network %s: device %s: %w", inv.pod, p.network.Name, p.deviceID, err))
+			}
+			p.devInfo = data
+		}
+		if fromResource[i] || declares(p.network.Config, "CNIDeviceInfoFile") {
+			p.devInfoFile = m.info.CNIPath(inv.ContainerID, p.ifname)
+			p.capArgs = withCapArg(p.capArgs, "CNIDeviceInfoFile", p.devInfoFile)
+		}
+	}
+	return nil
+}
+
+// withCapArg returns args with key set, leaving args itself alone: the
+// cluster network's args are the runtime's own map.
+func withCapArg(args map[string]any, key string, value any) map[string]any {
+	out := make(map[string]any, len(args)+1)
+	for k, v := range args {
+		out[k] = v
+	}
+	out[key] = value
+	return out
 }
 
 // primaryNetwork resolves the cluster default network, or the pod's
@@ -191,11 +279,6 @@ func capabilityArgs(pod selection.PodRef, e *selection.Element, list *libcni.Net
 			return nil, &selection.Error{Pod: pod, Network: e.Key(), Field: sc.field,
 				Reason: fmt.Sprintf("no plugin of network %s declares the %q capability", e.Key(), sc.capability)}
 		}
-	}
-	if e.DeviceID != "" {
-		// deviceID is also injected into the config; runtimeConfig carries
-		// it to plugins that declare the capability.
-		values["deviceID"] = e.DeviceID
 	}
 	if len(values) == 0 {
 		return nil, nil

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/record"
 )
 
@@ -61,7 +62,8 @@ func (m *Manager) del(ctx context.Context, inv *invocation) error {
 }
 
 // teardown DELs every attachment of rec in reverse order, continuing past
-// failures, and returns the joined errors. netns may be empty (the runtime
+// failures, and returns the joined errors. An attachment's CNI Device Info
+// file goes once its DEL succeeded. netns may be empty (the runtime
 // already removed the namespace); the delegates must cope, as the spec says.
 func (m *Manager) teardown(ctx context.Context, path []string, netns string, rec *record.Record) error {
 	cni := m.cni(path)
@@ -76,6 +78,13 @@ func (m *Manager) teardown(ctx context.Context, path []string, netns string, rec
 		rt := &libcni.RuntimeConf{ContainerID: rec.ContainerID, NetNS: netns, IfName: a.IfName, Args: a.Args, CapabilityArgs: a.CapabilityArgs}
 		if err := cni.DelNetworkList(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("delete network %s (%s): %w", a.Network, a.IfName, err))
+			continue
+		}
+		// After the delegate's DEL, which may still read it.
+		if a.DeviceInfoFile != "" {
+			if err := devices.RemoveCNI(a.DeviceInfoFile); err != nil {
+				errs = append(errs, fmt.Errorf("network %s (%s): %w", a.Network, a.IfName, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

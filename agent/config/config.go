@@ -37,6 +37,13 @@ type Config struct {
 	// (e.g. "127.0.0.1:9091").
 	HealthAddress string `json:"healthAddress,omitempty"`
 
+	// PodResourcesSocket is kubelet's PodResources API, asked which devices
+	// a pod got when one of its NADs names a resource.
+	PodResourcesSocket string `json:"podResourcesSocket,omitempty"`
+	// DeviceInfoDir is the Device Info spec's root: device plugins' files
+	// in dp/, the agent's per-attachment files in cni/.
+	DeviceInfoDir string `json:"deviceInfoDir,omitempty"`
+
 	// Local, when set, runs the agent without Kubernetes.
 	Local *Local `json:"local,omitempty"`
 	// Kubernetes configures Kubernetes mode, the mode when Local is unset.
@@ -96,6 +103,10 @@ const (
 	DefaultSocket     = "/run/plexus/agent.sock"
 	DefaultStateDir   = "/var/lib/plexus"
 	DefaultCNIConfDir = "/etc/cni/net.d"
+	// DefaultPodResourcesSocket is where kubelet serves the PodResources API.
+	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+	// DefaultDeviceInfoDir is the Device Info spec's directory.
+	DefaultDeviceInfoDir = "/var/run/k8s.cni.cncf.io/devinfo"
 )
 
 // Load reads and validates the file at path.
@@ -130,6 +141,12 @@ func (c *Config) setDefaults() {
 	if c.CNIConfDir == "" {
 		c.CNIConfDir = DefaultCNIConfDir
 	}
+	if c.PodResourcesSocket == "" {
+		c.PodResourcesSocket = DefaultPodResourcesSocket
+	}
+	if c.DeviceInfoDir == "" {
+		c.DeviceInfoDir = DefaultDeviceInfoDir
+	}
 	if c.SystemNamespace == "" {
 		c.SystemNamespace = "kube-system"
 	}
@@ -151,7 +168,8 @@ func (c *Config) validate() error {
 	if c.ClusterNetwork == "" {
 		return fmt.Errorf("clusterNetwork: required (a NAD, a conf name or a conf file path)")
 	}
-	for _, p := range []struct{ key, val string }{{"socket", c.Socket}, {"stateDir", c.StateDir}, {"cniConfDir", c.CNIConfDir}} {
+	for _, p := range []struct{ key, val string }{{"socket", c.Socket}, {"stateDir", c.StateDir}, {"cniConfDir", c.CNIConfDir},
+		{"podResourcesSocket", c.PodResourcesSocket}, {"deviceInfoDir", c.DeviceInfoDir}} {
 		if !filepath.IsAbs(p.val) {
 			return fmt.Errorf("%s: %q must be an absolute path", p.key, p.val)
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/devices"
+	"github.com/plexus-cni/plexus/agent/podresources"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -23,14 +25,16 @@ func TestParseDefaults(t *testing.T) {
 			t.Fatalf("Parse(%q): %v", data, err)
 		}
 		want := &config.Config{
-			Socket:           config.DefaultSocket,
-			StateDir:         config.DefaultStateDir,
-			CNIConfDir:       config.DefaultCNIConfDir,
-			ClusterNetwork:   "kube-system/cluster",
-			SystemNamespace:  "kube-system",
-			SystemNamespaces: []string{"kube-system"},
-			MaxConcurrent:    64,
-			Kubernetes:       config.Kubernetes{QPS: 50, Burst: 100},
+			Socket:             config.DefaultSocket,
+			StateDir:           config.DefaultStateDir,
+			CNIConfDir:         config.DefaultCNIConfDir,
+			ClusterNetwork:     "kube-system/cluster",
+			SystemNamespace:    "kube-system",
+			SystemNamespaces:   []string{"kube-system"},
+			MaxConcurrent:      64,
+			PodResourcesSocket: "/var/lib/kubelet/pod-resources/kubelet.sock",
+			DeviceInfoDir:      "/var/run/k8s.cni.cncf.io/devinfo",
+			Kubernetes:         config.Kubernetes{QPS: 50, Burst: 100},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("Parse(%q) =\n %+v\nwant\n %+v", data, c, want)
@@ -52,6 +56,8 @@ systemNamespaces: [kube-system, sys]
 namespaceIsolation: true
 globalNamespaces: [default, shared]
 maxConcurrent: 8
+podResourcesSocket: /run/kubelet/pr.sock
+deviceInfoDir: /run/devinfo
 local:
   manifestsDir: /etc/plexus/manifests
 `
@@ -71,6 +77,8 @@ local:
 		NamespaceIsolation: true,
 		GlobalNamespaces:   []string{"default", "shared"},
 		MaxConcurrent:      8,
+		PodResourcesSocket: "/run/kubelet/pr.sock",
+		DeviceInfoDir:      "/run/devinfo",
 		Kubernetes:         config.Kubernetes{QPS: 50, Burst: 100},
 		Local:              &config.Local{ManifestsDir: "/etc/plexus/manifests"},
 	}
@@ -98,6 +106,8 @@ func TestParseInvalid(t *testing.T) {
 		{"relative socket", cn + "socket: run/agent.sock\n", "socket"},
 		{"relative stateDir", cn + "stateDir: var/lib/plexus\n", "stateDir"},
 		{"relative cniConfDir", cn + "cniConfDir: ./net.d\n", "cniConfDir"},
+		{"relative podResourcesSocket", cn + "podResourcesSocket: kubelet.sock\n", "podResourcesSocket"},
+		{"relative deviceInfoDir", cn + "deviceInfoDir: devinfo\n", "deviceInfoDir"},
 		{"relative binDir", cn + "binDirs: [/opt/cni/bin, bin]\n", "binDirs"},
 		{"relative manifestsDir", cn + "local:\n  manifestsDir: manifests\n", "local.manifestsDir"},
 		{"empty manifestsDir", cn + "local: {}\n", "local.manifestsDir"},
@@ -145,5 +155,16 @@ func TestLoad(t *testing.T) {
 	_, err = config.Load(filepath.Join(dir, "missing.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load of a missing file: %v, want os.ErrNotExist", err)
+	}
+}
+
+// The defaults are the paths the packages that use them document.
+func TestDefaultsAgree(t *testing.T) {
+	t.Parallel()
+	if config.DefaultPodResourcesSocket != podresources.DefaultSocket {
+		t.Errorf("podResourcesSocket default %s, podresources.DefaultSocket %s", config.DefaultPodResourcesSocket, podresources.DefaultSocket)
+	}
+	if config.DefaultDeviceInfoDir != devices.DefaultInfoDir {
+		t.Errorf("deviceInfoDir default %s, devices.DefaultInfoDir %s", config.DefaultDeviceInfoDir, devices.DefaultInfoDir)
 	}
 }

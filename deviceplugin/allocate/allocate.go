@@ -5,6 +5,7 @@ package allocate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -52,6 +53,12 @@ func Container(spec *pool.Spec, ids []string, devs map[string]discovery.Device) 
 		seen[path] = true
 		resp.Devices = append(resp.Devices, &pb.DeviceSpec{HostPath: path, ContainerPath: path, Permissions: "rw"})
 	}
+	// Kubelet sends the IDs in no stable order (a set). Sorted, the env
+	// variable's order is the order the agent hands a pod's devices to its
+	// networks (net1 gets the first ID, see agent/devices.Assign), and it
+	// is the same on every retry.
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
 	for _, id := range ids {
 		d, ok := devs[id]
 		if !ok {

@@ -46,6 +46,7 @@ func TestContainer(t *testing.T) {
 		err   bool
 	}{
 		{"vfio adds the container node once", []string{"0000:01:00.0", "0000:01:00.1"}, []string{"/dev/vfio/vfio", "/dev/vfio/10", "/dev/vfio/noiommu-11"}, false},
+		{"IDs sorted whatever kubelet's order", []string{"0000:01:00.1", "0000:01:00.0"}, []string{"/dev/vfio/vfio", "/dev/vfio/10", "/dev/vfio/noiommu-11"}, false},
 		{"uio", []string{"0000:02:00.0"}, []string{"/dev/uio0"}, false},
 		{"netdevice has no device nodes", []string{"0000:03:00.0"}, nil, false},
 		{"unknown id", []string{"0000:09:00.0"}, nil, true},
@@ -67,7 +68,7 @@ func TestContainer(t *testing.T) {
 			if !slices.Equal(specs, tt.specs) {
 				t.Errorf("specs = %v, want %v", specs, tt.specs)
 			}
-			if got, want := resp.Envs["PCIDEVICE_PLEXUS_IO_P"], strings.Join(tt.ids, ","); got != want {
+			if got, want := resp.Envs["PCIDEVICE_PLEXUS_IO_P"], strings.Join(slices.Sorted(slices.Values(tt.ids)), ","); got != want {
 				t.Errorf("env = %q, want %q", got, want)
 			}
 			if len(resp.CdiDevices) != 0 || len(resp.Mounts) != 0 {
@@ -107,7 +108,8 @@ pools:
 	for _, d := range resp.CdiDevices {
 		cdi = append(cdi, d.Name)
 	}
-	if want := []string{"vendor.example.com/net=0000:01:00.1", "vendor.example.com/net=0000:01:00.0"}; !slices.Equal(cdi, want) {
+	// In sorted ID order, like the env variable.
+	if want := []string{"vendor.example.com/net=0000:01:00.0", "vendor.example.com/net=0000:01:00.1"}; !slices.Equal(cdi, want) {
 		t.Errorf("CDI devices = %v, want %v", cdi, want)
 	}
 	var mounts []string

@@ -1,21 +1,53 @@
 #!/usr/bin/env bash
-# Builds etcd and the Kubernetes binaries from the Go module proxy into a
-# versioned cache outside the clone and prints the directory. Already built
-# binaries are skipped. Takes minutes when cold (kube-apiserver ~13 min on 2
-# cores); progress goes to stderr.
+# Builds etcd, the Kubernetes binaries and containerd from the Go module
+# proxy into versioned caches outside the clone and prints the Kubernetes
+# directory. Already built binaries are skipped. Takes minutes when cold
+# (kube-apiserver ~13 min, kubelet +4, containerd ~5 on 2 cores); progress
+# goes to stderr, with a line every 30 s while a build runs.
 #
-#   tools/cluster/build-binaries.sh [etcd kube-apiserver kubectl kubelet ...]
+#   tools/cluster/build-binaries.sh [etcd kube-apiserver kubectl kubelet
+#       kube-scheduler kube-controller-manager containerd | all]
 set -euo pipefail
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=mod
 cache="${PLEXUS_CACHE:-$HOME/.cache/plexus}"
 etcd_version=v3.7.3
 k8s_version=v1.37.2
+containerd_version=v2.4.2
 dir="$cache/cluster/k8s-$k8s_version-etcd-$etcd_version"
 mkdir -p "$dir"
 wanted=("$@")
+if [ "${1:-}" = --print-dir ]; then
+  echo "$dir"
+  exit 0
+fi
 [ ${#wanted[@]} -gt 0 ] || wanted=(etcd kube-apiserver)
+if [ "${wanted[*]}" = all ]; then
+  wanted=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl containerd)
+fi
 
 log() { echo "build-binaries: $*" >&2; }
+
+# ticker prints the elapsed time every 30 s until killed.
+ticker() {
+  local what=$1 start=$SECONDS
+  while sleep 30; do log "still building $what ($((SECONDS - start)) s)"; done
+}
+with_ticker() {
+  local what=$1; shift
+  ticker "$what" & local t=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "$t" 2>/dev/null; wait "$t" 2>/dev/null || true
+  return $rc
+}
+
+build_containerd() {
+  local out="$cache/cluster/containerd-$containerd_version"
+  mkdir -p "$out"
+  local m=github.com/containerd/containerd/v2/cmd
+  (cd "$out" && GOFLAGS= GOBIN="$out" go install "$m/containerd@$containerd_version" "$m/ctr@$containerd_version" \
+    "$m/containerd-shim-runc-v2@$containerd_version")
+}
 
 build_etcd() {
   local mod="$dir/src/etcd"
@@ -73,15 +105,24 @@ build_k8s() {
   local ld="-X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
   for b in "${bins[@]}"; do
     log "building $b $k8s_version"
-    (cd "$mod" && go build -trimpath -ldflags "$ld" -o "$dir/$b" "k8s.io/kubernetes/cmd/$b")
+    (cd "$mod" && with_ticker "$b" go build -trimpath -ldflags "$ld" -o "$dir/$b" "k8s.io/kubernetes/cmd/$b")
   done
 }
 
 k8s=()
 for b in "${wanted[@]}"; do
+  case "$b" in
+    containerd)
+      if [ ! -x "$cache/cluster/containerd-$containerd_version/containerd-shim-runc-v2" ] ||
+         [ ! -x "$cache/cluster/containerd-$containerd_version/ctr" ] ||
+         [ ! -x "$cache/cluster/containerd-$containerd_version/containerd" ]; then
+        log "building containerd $containerd_version (~5 min cold)"; with_ticker containerd build_containerd
+      fi
+      continue ;;
+  esac
   [ -x "$dir/$b" ] && continue
   case "$b" in
-    etcd) log "building etcd $etcd_version"; build_etcd ;;
+    etcd) log "building etcd $etcd_version"; with_ticker etcd build_etcd ;;
     *) k8s+=("$b") ;;
   esac
 done

@@ -216,7 +216,7 @@ func (b *bench) setUpAPI(t *testing.T, ctx context.Context) {
 	b.api = apiservertest.Start(t)
 	adminCfg := b.api.Config(apiservertest.AdminToken)
 	adminCfg.QPS, adminCfg.Burst = 500, 1000
-	for _, f := range []string{"../../../deploy/crds/network-attachment-definitions.yaml", "../../../deploy/rbac.yaml"} {
+	for _, f := range []string{"../../../deploy/crds/network-attachment-definitions.yaml", "../../../deploy/namespace.yaml", "../../../deploy/rbac.yaml"} {
 		if err := apiservertest.ApplyFile(ctx, adminCfg, f, false); err != nil {
 			t.Fatalf("apply %s: %v", f, err)
 		}
