@@ -48,6 +48,18 @@ func namespace(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
+	// Pods are refused until the controller-manager has made the
+	// namespace's default ServiceAccount.
+	for {
+		if _, err := env.cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("namespace %s: no default ServiceAccount", name)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
