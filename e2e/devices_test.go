@@ -362,15 +362,38 @@ func TestDevicesNotRequested(t *testing.T) {
 	ns := namespace(t, "e2e-dev-nr")
 	vfNAD(t, ns, "vf", true)
 	createPod(t, podSpec(ns, "norequest", map[string]string{networksAnnot: "vf"}))
+	waitWarning(t, ns, "norequest", fakeResource, "did not request")
+}
+
+// More networks of a resource than devices allocated: the sandbox fails
+// and the Warning Event gives both counts.
+func TestDevicesTooFew(t *testing.T) {
+	fakeVFPool(t)
+	ns := namespace(t, "e2e-dev-few")
+	vfNAD(t, ns, "vf", true)
+	createPod(t, withDevices(podSpec(ns, "few", map[string]string{networksAnnot: "vf,vf"}), 1))
+	waitWarning(t, ns, "few", fakeResource, "selects 2 networks", "allocated 1")
+}
+
+// waitWarning waits for a Warning Event from plexus-agent on the pod whose
+// message has every one of parts, and checks the pod is not Running.
+func waitWarning(t *testing.T, ns, pod string, parts ...string) {
+	t.Helper()
 	ctx := ctxFor(t, 60*time.Second)
 	for {
-		evs, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=norequest"})
+		evs, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
 		if err == nil {
 			for _, e := range evs.Items {
-				if e.Type == corev1.EventTypeWarning && e.Source.Component == "plexus-agent" &&
-					strings.Contains(e.Message, fakeResource) && strings.Contains(e.Message, "did not request") {
-					if p := mustGetPod(t, ns, "norequest"); p.Status.Phase == corev1.PodRunning {
-						t.Fatal("pod Running without its device")
+				if e.Type != corev1.EventTypeWarning || e.Source.Component != "plexus-agent" {
+					continue
+				}
+				all := true
+				for _, p := range parts {
+					all = all && strings.Contains(e.Message, p)
+				}
+				if all {
+					if p := mustGetPod(t, ns, pod); p.Status.Phase == corev1.PodRunning {
+						t.Fatalf("pod %s/%s Running despite: %s", ns, pod, e.Message)
 					}
 					return
 				}
@@ -378,7 +401,7 @@ func TestDevicesNotRequested(t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no Warning Event naming %s; events:\n%s", fakeResource, podEvents(ns, "norequest"))
+			t.Fatalf("no Warning Event from plexus-agent with %q; events:\n%s", parts, podEvents(ns, pod))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

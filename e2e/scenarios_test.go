@@ -135,27 +135,7 @@ func TestNamespaceIsolation(t *testing.T) {
 	ns := namespace(t, "e2e-iso-b")
 	nad(t, other, "br", bridgeNAD(cluster.LinkPrefix+"-iso", "10.55.0.0/24", false), nil)
 	createPod(t, podSpec(ns, "intruder", map[string]string{networksAnnot: other + "/br"}))
-	ctx := ctxFor(t, 60*time.Second)
-	for {
-		evs, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=intruder"})
-		if err == nil {
-			for _, e := range evs.Items {
-				if e.Type == corev1.EventTypeWarning && e.Source.Component == "plexus-agent" &&
-					strings.Contains(e.Message, "namespace isolation") && strings.Contains(e.Message, other+"/br") {
-					p := mustGetPod(t, ns, "intruder")
-					if p.Status.Phase == corev1.PodRunning {
-						t.Fatalf("pod Running despite the isolation violation")
-					}
-					return
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no Warning Event from plexus-agent naming the isolation violation; events:\n%s", podEvents(ns, "intruder"))
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	waitWarning(t, ns, "intruder", "namespace isolation", other+"/br")
 }
 
 // 6. A deleted pod leaves no link, IP allocation, record or namespace.
