@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,18 +45,31 @@ func (r *Reporter) Report(ctx context.Context, pod *source.Pod, status []netstat
 	if err != nil {
 		return err
 	}
-	if _, err := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component}); err != nil {
-		return fmt.Errorf("patch network-status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	// The Events go out concurrently with the patch: an ADD waits for one
+	// API round trip instead of one per interface plus one.
+	errs := make([]error, len(status))
+	var wg sync.WaitGroup
+	for i, e := range status {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := fmt.Sprintf("Add %s %v from %s", e.Interface, e.IPs, e.Name)
+			errs[i] = r.event(ctx, pod, corev1.EventTypeNormal, "AddedInterface", msg)
+		}()
 	}
-	var errs []string
-	for _, e := range status {
-		msg := fmt.Sprintf("Add %s %v from %s", e.Interface, e.IPs, e.Name)
-		if err := r.event(ctx, pod, corev1.EventTypeNormal, "AddedInterface", msg); err != nil {
-			errs = append(errs, err.Error())
+	_, patchErr := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component})
+	wg.Wait()
+	if patchErr != nil {
+		return fmt.Errorf("patch network-status of pod %s/%s: %w", pod.Namespace, pod.Name, patchErr)
+	}
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("events for pod %s/%s: %s", pod.Namespace, pod.Name, strings.Join(errs, "; "))
+	if len(msgs) > 0 {
+		return fmt.Errorf("events for pod %s/%s: %s", pod.Namespace, pod.Name, strings.Join(msgs, "; "))
 	}
 	return nil
 }
