@@ -102,7 +102,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	db, err := discovery.LoadPCIDB(o.Root)
-	if err != nil {
+	if errors.Is(err, discovery.ErrNoPCIDB) {
+		// Names are cosmetic; selectors and health use IDs and sysfs.
+		logger.Warn("no pci.ids database: device names will read unknown (install hwdata or pciutils on the host)", "err", err)
+		db = discovery.EmptyPCIDB()
+	} else if err != nil {
 		return err
 	}
 	d := &daemon{opts: o, log: logger, db: db, cfg: cfg, plugins: map[string]*running{}}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -281,7 +282,6 @@ func TestRunStartupErrors(t *testing.T) {
 	}{
 		{"invalid config names pool and field", []string{"--config", bad, "--sysfs-root", tr.Root}, `pools[0] (net): deviceType: "netdev"`},
 		{"missing config", []string{"--config", "/nonexistent.yaml"}, "read pool config"},
-		{"no pci.ids", []string{"--config", good, "--sysfs-root", t.TempDir()}, "no pci.ids database"},
 		{"bad flag", []string{"--bogus"}, "flag provided but not defined"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"negative rediscover interval", []string{"--rediscover-interval", "-1s"}, "--rediscover-interval"},
@@ -315,6 +315,35 @@ func TestRunDryRun(t *testing.T) {
 	}
 	if len(pools) != 2 || len(pools[0].Devices) != 2 || len(pools[1].Devices) != 2 {
 		t.Errorf("dry run output: %s", out.String())
+	}
+}
+
+// TestRunDryRunWithoutPCIIDs: a host without pci.ids (no hwdata, no
+// pciutils) gets the same pools; only names are unknown.
+func TestRunDryRunWithoutPCIIDs(t *testing.T) {
+	t.Parallel()
+	cfgPath := filepath.Join(t.TempDir(), "pools.json")
+	writeConfig(t, cfgPath, config)
+	dryRun := func(root string) (string, string) {
+		var out, logs bytes.Buffer
+		if err := app.Run(context.Background(), []string{"--config", cfgPath, "--sysfs-root", root, "--dry-run"}, &out, &logs); err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), logs.String()
+	}
+	want, _ := dryRun(tree(t).Root)
+	without := tree(t)
+	if err := os.Remove(filepath.Join(without.Root, "usr/share/hwdata/pci.ids")); err != nil {
+		t.Fatal(err)
+	}
+	got, logs := dryRun(without.Root)
+	// Identical but for the names.
+	names := regexp.MustCompile(`"(VendorName|ProductName)": "[^"]*"`)
+	if !strings.Contains(got, `"VendorName": "unknown"`) || names.ReplaceAllString(got, "") != names.ReplaceAllString(want, "") {
+		t.Errorf("pools without pci.ids:\n%s\nwith:\n%s", got, want)
+	}
+	if !strings.Contains(logs, "no pci.ids database") {
+		t.Errorf("no warning about the missing pci.ids in the log: %q", logs)
 	}
 }
 

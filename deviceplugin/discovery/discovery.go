@@ -102,6 +102,13 @@ func LoadPCIDB(root string) (*pcidb.PCIDB, error) {
 	return nil, fmt.Errorf("%w under %s (looked in %s)", ErrNoPCIDB, root, strings.Join(pciIDsPaths, ", "))
 }
 
+// EmptyPCIDB is a pci.ids database with no entries: discovery works the
+// same (it matches on IDs, never names); only the vendor, product and
+// class names read "unknown". For hosts without hwdata or pciutils.
+func EmptyPCIDB() *pcidb.PCIDB {
+	return &pcidb.PCIDB{Classes: map[string]*pcidb.Class{}, Vendors: map[string]*pcidb.Vendor{}, Products: map[string]*pcidb.Product{}}
+}
+
 // Options tune a discovery pass.
 type Options struct {
 	// DB is a preloaded pci.ids database; nil loads it from Root.

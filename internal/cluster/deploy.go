@@ -95,7 +95,7 @@ type OverlayOptions struct {
 }
 
 // Deploy applies the overlay with server-side apply, a server-side dry
-// run first, and waits until the agent DaemonSet's pod is ready. The
+// run first, and waits until both DaemonSets' pods are ready. The
 // namespace and the CRD are applied for real before the dry run: a dry run
 // cannot create the namespace the namespaced objects go to.
 func (c *Cluster) Deploy(ctx context.Context, deployDir, overlay string) error {
@@ -112,8 +112,10 @@ func (c *Cluster) Deploy(ctx context.Context, deployDir, overlay string) error {
 	if _, err := c.Kubectl(ctx, nil, "apply", "--server-side", "-k", overlay); err != nil {
 		return err
 	}
-	if err := c.WaitDaemonSet(ctx, "plexus-system", "plexus-agent", 120*time.Second); err != nil {
-		return err
+	for _, ds := range []string{"plexus-agent", "plexus-deviceplugin"} {
+		if err := c.WaitDaemonSet(ctx, "plexus-system", ds, 120*time.Second); err != nil {
+			return err
+		}
 	}
 	c.progress("deployed (%s)", time.Since(start).Round(time.Millisecond))
 	return nil
