@@ -188,6 +188,11 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if pids := c.runningComponents(); len(pids) > 0 {
 		return nil, fmt.Errorf("a cluster is already running from %s (%s): run down first", c.StateDir, strings.Join(pids, ", "))
 	}
+	// Clean kills whatever runs in kubepods cgroups: never next to a
+	// kubelet that is not ours.
+	if pid := foreignKubelet(c.K8sBinDir); pid > 0 {
+		return nil, fmt.Errorf("a kubelet not started by this harness runs on this host (pid %d): refusing to start a test cluster next to it", pid)
+	}
 	start := time.Now()
 	if err := c.prepare(); err != nil {
 		return nil, err
@@ -202,6 +207,28 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	c.progress("node %s Ready (%s)", NodeName, time.Since(start).Round(time.Millisecond))
 	return c, nil
+}
+
+// foreignKubelet returns the pid of a running kubelet whose binary is not
+// the harness's, or 0.
+func foreignKubelet(binDir string) int {
+	ours := filepath.Join(binDir, "kubelet")
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", p.Name(), "exe"))
+		if err != nil {
+			continue
+		}
+		exe = strings.TrimSuffix(exe, " (deleted)")
+		if filepath.Base(exe) == "kubelet" && exe != ours {
+			return pid
+		}
+	}
+	return 0
 }
 
 // hostPaths are host paths outside the state directory the cluster may
