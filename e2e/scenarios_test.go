@@ -140,18 +140,7 @@ func TestNamespaceIsolation(t *testing.T) {
 
 // 6. A deleted pod leaves no link, IP allocation, record or namespace.
 func TestDeleteLeavesNothing(t *testing.T) {
-	ns := namespace(t, "e2e-delete")
-	nad(t, ns, "br", bridgeNAD(cluster.LinkPrefix+"-br6", "10.56.0.0/24", false), nil)
-	// The NAD's bridge persists by design (the bridge plugin creates it,
-	// shared by pods); create it first so it is not counted.
-	warm := podSpec(ns, "warm", map[string]string{networksAnnot: "br"})
-	createPod(t, warm)
-	waitRunning(t, ns, "warm", runningWithin)
-	waitStatus(t, ns, "warm", 2)
-	before, err := hostState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, before := warmNamespace(t, "e2e-delete", cluster.LinkPrefix+"-br6", "10.56.0.0/24")
 	createPod(t, podSpec(ns, "gone", map[string]string{networksAnnot: "br,br"}))
 	waitRunning(t, ns, "gone", runningWithin)
 	p, _ := waitStatus(t, ns, "gone", 3)
@@ -166,6 +155,24 @@ func TestDeleteLeavesNothing(t *testing.T) {
 	}
 	waitGone(t, ns, p.Name, 60*time.Second)
 	expectNoLeaks(t, before, 60*time.Second)
+}
+
+// warmNamespace makes a namespace with a bridge NAD "br" and one running
+// pod on it, and returns the host's state then: the NAD's bridge persists
+// by design (the bridge plugin creates it, shared by pods), so it must
+// exist before the snapshot that leaks are measured against.
+func warmNamespace(t *testing.T, name, bridge, subnet string) (string, host) {
+	t.Helper()
+	ns := namespace(t, name)
+	nad(t, ns, "br", bridgeNAD(bridge, subnet, false), nil)
+	createPod(t, podSpec(ns, "warm", map[string]string{networksAnnot: "br"}))
+	waitRunning(t, ns, "warm", runningWithin)
+	waitStatus(t, ns, "warm", 2)
+	before, err := hostState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, before
 }
 
 func waitGone(t *testing.T, ns, name string, timeout time.Duration) {
@@ -319,15 +326,7 @@ func TestCreateToRunningRatio(t *testing.T) {
 // every pod still ends up Running with its networks, and after deletion
 // nothing leaks.
 func TestAgentRestartDuringChurn(t *testing.T) {
-	ns := namespace(t, "e2e-churn")
-	nad(t, ns, "br", bridgeNAD(cluster.LinkPrefix+"-ch", "10.59.0.0/24", false), nil)
-	warm := podSpec(ns, "warm", map[string]string{networksAnnot: "br"})
-	createPod(t, warm)
-	waitRunning(t, ns, "warm", runningWithin)
-	before, err := hostState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, before := warmNamespace(t, "e2e-churn", cluster.LinkPrefix+"-ch", "10.59.0.0/24")
 	const n = 12
 	done := make(chan []time.Duration, 1)
 	go func() { done <- createAndTime(t, ns, "churn", n, map[string]string{networksAnnot: "br"}) }()
@@ -373,15 +372,7 @@ func restartAgent(t *testing.T) {
 // tears the sandboxes down through the agent (which needs no API server
 // for DEL) and nothing leaks.
 func TestAPIServerDownDuringDelete(t *testing.T) {
-	ns := namespace(t, "e2e-apidown")
-	nad(t, ns, "br", bridgeNAD(cluster.LinkPrefix+"-ad", "10.63.0.0/24", false), nil)
-	warm := podSpec(ns, "warm", map[string]string{networksAnnot: "br"})
-	createPod(t, warm)
-	waitRunning(t, ns, "warm", runningWithin)
-	before, err := hostState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, before := warmNamespace(t, "e2e-apidown", cluster.LinkPrefix+"-ad", "10.63.0.0/24")
 	const n = 5
 	createAndTime(t, ns, "down", n, map[string]string{networksAnnot: "br,br"})
 	for i := 0; i < n; i++ {

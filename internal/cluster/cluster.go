@@ -213,22 +213,11 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 // the harness's, or 0.
 func foreignKubelet(binDir string) int {
 	ours := filepath.Join(binDir, "kubelet")
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", p.Name(), "exe"))
-		if err != nil {
-			continue
-		}
-		exe = strings.TrimSuffix(exe, " (deleted)")
-		if filepath.Base(exe) == "kubelet" && exe != ours {
-			return pid
-		}
+	pids := processes(func(exe string) bool { return filepath.Base(exe) == "kubelet" && exe != ours })
+	if len(pids) == 0 {
+		return 0
 	}
-	return 0
+	return pids[0]
 }
 
 // hostPaths are host paths outside the state directory the cluster may

@@ -179,6 +179,15 @@ func (c *Cluster) createdValue(key string) (string, bool) {
 // killShims kills every process running the given shim binary, and the
 // containers under them die with their cgroups below.
 func killShims(shim string) {
+	for _, pid := range processes(func(exe string) bool { return exe == shim }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// processes returns the pids of the processes whose executable's path
+// satisfies match.
+func processes(match func(exe string) bool) []int {
+	var out []int
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
@@ -186,10 +195,11 @@ func killShims(shim string) {
 			continue
 		}
 		exe, err := os.Readlink(filepath.Join("/proc", p.Name(), "exe"))
-		if err == nil && strings.TrimSuffix(exe, " (deleted)") == shim {
-			syscall.Kill(pid, syscall.SIGKILL)
+		if err == nil && match(strings.TrimSuffix(exe, " (deleted)")) {
+			out = append(out, pid)
 		}
 	}
+	return out
 }
 
 // cleanCgroups kills the processes left in kubelet's kubepods cgroups and
