@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,6 +68,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	beforeChains := kubeletChains()
 	c, err := cluster.Up(ctx, cfg)
 	code := 1
 	if err == nil {
@@ -98,6 +100,10 @@ func run(m *testing.M) int {
 	}
 	if diff := before.diff(after); diff != "" {
 		fmt.Fprintln(os.Stderr, "e2e: the host is not clean after down:\n"+diff)
+		code = 1
+	}
+	if left := leftovers(cfg.StateDir, beforeChains); left != "" {
+		fmt.Fprintln(os.Stderr, "e2e: the host is not clean after down:\n"+left)
 		code = 1
 	}
 	if path := os.Getenv("PLEXUS_E2E_RESULTS"); path != "" && len(results) > 0 {
@@ -139,6 +145,46 @@ func setup(ctx context.Context, c *cluster.Cluster) error {
 		return err
 	}
 	return c.Deploy(ctx, "../deploy", overlay)
+}
+
+// kubeletChains lists the iptables and ip6tables chains named KUBE-*.
+func kubeletChains() []string {
+	var out []string
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		data, _ := exec.Command(tool).Output()
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, ":KUBE-") {
+				out = append(out, tool+" "+strings.Fields(l)[0])
+			}
+		}
+	}
+	return out
+}
+
+// leftovers reports what Clean should have removed and the snapshot does
+// not cover: mounts under the state dir, the state dir itself, kubelet's
+// iptables chains that were not there before.
+func leftovers(state string, chainsBefore []string) string {
+	var out []string
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], state) {
+			out = append(out, "mount "+f[4])
+		}
+	}
+	if _, err := os.Stat(state); err == nil {
+		out = append(out, "state dir "+state)
+	}
+	had := map[string]bool{}
+	for _, c := range chainsBefore {
+		had[c] = true
+	}
+	for _, c := range kubeletChains() {
+		if !had[c] {
+			out = append(out, "chain "+c)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // dumpLogs prints the tail of every component log, for a failed run.
