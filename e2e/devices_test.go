@@ -307,8 +307,11 @@ func TestDevicesMultiContainer(t *testing.T) {
 	}
 }
 
-// Kubelet restarts (a new PodResources socket) between one pod's
-// allocation and the next pod's ADD: the agent reconnects.
+// Kubelet restarts (a new PodResources socket) between a pod's device
+// allocation and its ADD: the first ADD fails (its NAD does not exist
+// yet), kubelet is restarted, the NAD appears, and the retried ADD, on the
+// new kubelet, gets the device allocated before the restart. The agent,
+// connected to the old kubelet by an earlier pod, reconnects.
 func TestDevicesAfterKubeletRestart(t *testing.T) {
 	fakeVFPool(t)
 	ns := namespace(t, "e2e-dev-kr")
@@ -317,21 +320,26 @@ func TestDevicesAfterKubeletRestart(t *testing.T) {
 	waitRunning(t, ns, "before", runningWithin)
 	waitStatus(t, ns, "before", 2)
 
+	// Admitted (devices allocated), but its ADD fails: no NAD "late" yet.
+	createPod(t, withDevices(podSpec(ns, "after", map[string]string{networksAnnot: "late"}), 1))
+	waitWarning(t, ns, "after", ns+"/late")
+
 	env.c.StopComponent("kubelet", 15*time.Second)
+	vfNAD(t, ns, "late", true)
+	os.RemoveAll(recordDir)
+	os.MkdirAll(recordDir, 0o755)
 	if err := env.c.StartComponent("kubelet"); err != nil {
 		t.Fatal(err)
 	}
 	waitNodeReady(t)
-	waitAllocatable(t, int64(len(fakeVFs)))
-
-	os.RemoveAll(recordDir)
-	os.MkdirAll(recordDir, 0o755)
-	createPod(t, withDevices(podSpec(ns, "after", map[string]string{networksAnnot: "vf"}), 1))
-	waitRunning(t, ns, "after", runningWithin)
-	p, _ := waitStatus(t, ns, "after", 2)
+	p := waitRunning(t, ns, "after", runningWithin)
+	p, _ = waitStatus(t, ns, "after", 2)
 	want := containerEnv(t, p, "c0", fakeEnv)
+	if alloc := podResources(t, p)["c0"]; len(alloc) != 1 || alloc[0] != want {
+		t.Fatalf("PodResources %v, env %s", alloc, want)
+	}
 	if r := readRecord(t, "net1"); r.DeviceID != want {
-		t.Errorf("after kubelet's restart net1 got %q, want %q", r.DeviceID, want)
+		t.Errorf("after kubelet's restart net1 got %q, want the device allocated before it, %q", r.DeviceID, want)
 	}
 }
 
