@@ -19,10 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/plexus-cni/plexus/internal/cluster"
 )
 
 const (
@@ -175,20 +172,6 @@ type netStatus struct {
 	Default      bool              `json:"default"`
 	DefaultRoute []string          `json:"default-route"`
 	DeviceInfo   *nadv1.DeviceInfo `json:"device-info"`
-}
-
-// networkStatus parses the pod's network-status annotation.
-func networkStatus(t *testing.T, p *corev1.Pod) []netStatus {
-	t.Helper()
-	raw, ok := p.Annotations[nadv1.NetworkStatusAnnot]
-	if !ok {
-		t.Fatalf("pod %s/%s has no %s annotation", p.Namespace, p.Name, nadv1.NetworkStatusAnnot)
-	}
-	var st []netStatus
-	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		t.Fatalf("pod %s/%s: network-status %q: %v", p.Namespace, p.Name, raw, err)
-	}
-	return st
 }
 
 // waitStatus waits until the pod's network-status has n entries (the
@@ -423,7 +406,3 @@ func mustGetPod(t *testing.T, ns, name string) *corev1.Pod {
 	}
 	return p
 }
-
-func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
-
-var _ = cluster.LinkPrefix

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/plexus-cni/plexus/internal/cluster"
@@ -180,7 +181,7 @@ func waitGone(t *testing.T, ns, name string, timeout time.Duration) {
 	ctx := ctxFor(t, timeout)
 	for {
 		_, err := env.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if isNotFound(err) {
+		if apierrors.IsNotFound(err) {
 			return
 		}
 		select {

@@ -56,13 +56,11 @@ type rig struct {
 	done    chan error
 }
 
-// newRig writes a local-mode agent config, NADs and a pod, and a runtime
-// conflist pointing the shim at the agent's socket. The agent is not
-// started.
-func newRig(t *testing.T, connectTimeout float64) *rig {
+// newRigDir makes a rig's directories and links the test binary into its
+// bin/ under each of names (it acts as the shim, or the TEST ONLY
+// recorder, by the name it is exec'd under; see TestMain).
+func newRigDir(t *testing.T, names ...string) *rig {
 	t.Helper()
-	cnitest.RequireRoot(t)
-	plugins := cnitest.PluginDir(t)
 	r := &rig{dir: t.TempDir()}
 	for _, d := range []string{"bin", "net.d", "manifests", "runtime"} {
 		if err := os.MkdirAll(filepath.Join(r.dir, d), 0o755); err != nil {
@@ -73,10 +71,24 @@ func newRig(t *testing.T, connectTimeout float64) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(self, filepath.Join(r.dir, "bin", "plexus")); err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		if err := os.Symlink(self, filepath.Join(r.dir, "bin", name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Setenv(actAsShim, "1")
+	return r
+}
+
+// newRig writes a local-mode agent config, NADs and a pod, and a runtime
+// conflist pointing the shim at the agent's socket. The agent is not
+// started.
+func newRig(t *testing.T, connectTimeout float64) *rig {
+	t.Helper()
+	cnitest.RequireRoot(t)
+	plugins := cnitest.PluginDir(t)
+	r := newRigDir(t, "plexus")
+	var err error
 	ipam := filepath.Join(r.dir, "ipam")
 	write(t, filepath.Join(r.dir, "net.d", "10-cluster.conflist"),
 		`{"cniVersion":"1.1.0","name":"cluster","plugins":[{"type":"bridge","bridge":"pxapp0","isGateway":true,"ipam":{"type":"host-local","subnet":"10.230.0.0/24","dataDir":"`+ipam+`"}}]}`)

@@ -38,22 +38,7 @@ type devRig struct {
 func newDevRig(t *testing.T) *devRig {
 	t.Helper()
 	cnitest.RequireRoot(t)
-	r := &rig{dir: t.TempDir()}
-	for _, d := range []string{"bin", "net.d", "manifests", "runtime"} {
-		if err := os.MkdirAll(filepath.Join(r.dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"plexus", "plexus-test-recorder"} {
-		if err := os.Symlink(self, filepath.Join(r.dir, "bin", name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Setenv(actAsShim, "1")
+	r := newRigDir(t, "plexus", "plexus-test-recorder")
 	d := &devRig{rig: r, recDir: filepath.Join(r.dir, "recorded"), infoDir: filepath.Join(r.dir, "devinfo")}
 
 	rec := func(extra string) string {
@@ -97,6 +82,7 @@ func newDevRig(t *testing.T) *devRig {
 	cfgText := fmt.Sprintf("socket: %s\nstateDir: %s\ncniConfDir: %s\nbinDirs: [%s]\nclusterNetwork: cluster\nlocal: {manifestsDir: %s}\npodResourcesSocket: %s\ndeviceInfoDir: %s\n",
 		socket, filepath.Join(r.dir, "state"), filepath.Join(r.dir, "net.d"), filepath.Join(r.dir, "bin"), filepath.Join(r.dir, "manifests"), d.kubelet.Socket, d.infoDir)
 	write(t, filepath.Join(r.dir, "agent.yaml"), cfgText)
+	var err error
 	if r.cfg, err = config.Parse([]byte(cfgText), "test"); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func injectSelection(net *resolve.Network, e *selection.Element) (*resolve.Netwo
 	if len(cniArgs) == 0 {
 		return net, nil
 	}
-	list, err := mapPlugins(net.Config, func(plugin map[string]any) error {
+	return withPlugins(net, func(plugin map[string]any) error {
 		args, _ := plugin["args"].(map[string]any)
 		if args == nil {
 			if _, present := plugin["args"]; present {
@@ -46,25 +46,25 @@ func injectSelection(net *resolve.Network, e *selection.Element) (*resolve.Netwo
 		plugin["args"] = args
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	out := *net
-	out.Config = list
-	return &out, nil
 }
 
 // injectDevice returns the network with deviceID written into every plugin
 // of its config, as Multus does for the top-level one, and pciBusID too
 // when the device is a PCI address (the key older SR-IOV plugins read).
 func injectDevice(net *resolve.Network, deviceID string) (*resolve.Network, error) {
-	list, err := mapPlugins(net.Config, func(plugin map[string]any) error {
+	return withPlugins(net, func(plugin map[string]any) error {
 		plugin["deviceID"] = deviceID
 		if devices.IsPCIAddress(deviceID) {
 			plugin["pciBusID"] = deviceID
 		}
 		return nil
 	})
+}
+
+// withPlugins returns a copy of net whose config has fn applied to every
+// plugin object.
+func withPlugins(net *resolve.Network, fn func(map[string]any) error) (*resolve.Network, error) {
+	list, err := mapPlugins(net.Config, fn)
 	if err != nil {
 		return nil, err
 	}

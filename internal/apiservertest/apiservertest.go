@@ -7,17 +7,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,12 +29,15 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/plexus-cni/plexus/internal/cluster"
 )
 
-// Versions the harness expects in the binaries cache.
+// Versions the harness expects in the binaries cache (the cluster
+// harness's).
 const (
-	K8sVersion  = "v1.37.2"
-	EtcdVersion = "v3.7.3"
+	K8sVersion  = cluster.K8sVersion
+	EtcdVersion = cluster.EtcdVersion
 )
 
 // Tokens of the users the server knows.
@@ -65,17 +62,7 @@ type Server struct {
 }
 
 // BinDir returns where the binaries are: $PLEXUS_K8S_BIN_DIR or the cache.
-func BinDir() string {
-	if d := os.Getenv("PLEXUS_K8S_BIN_DIR"); d != "" {
-		return d
-	}
-	cache := os.Getenv("PLEXUS_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "plexus")
-	}
-	return filepath.Join(cache, "cluster", "k8s-"+K8sVersion+"-etcd-"+EtcdVersion)
-}
+func BinDir() string { return cluster.DefaultConfig().K8sBinDir }
 
 // Start runs etcd and kube-apiserver until the test ends. Without the
 // binaries it skips, or fails when PLEXUS_REQUIRE_ROOT_TESTS=1 (the README's
@@ -134,20 +121,9 @@ func (s *Server) start() error {
 		return err
 	}
 
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
 	keyPath := filepath.Join(s.dir, "sa.key")
 	pubPath := filepath.Join(s.dir, "sa.pub")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
-		return err
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
+	if err := cluster.WriteServiceAccountKey(keyPath, pubPath); err != nil {
 		return err
 	}
 	tokens := fmt.Sprintf("%s,admin,admin,\"system:masters\"\n%s,%s,plexus-agent-uid,\"system:serviceaccounts,system:serviceaccounts:plexus-system,system:authenticated\"\n",
@@ -243,16 +219,10 @@ func (s *Server) run(c *exec.Cmd, logName string) error {
 }
 
 func (s *Server) waitReady(timeout time.Duration) error {
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		req, _ := http.NewRequest(http.MethodGet, s.URL+"/readyz", nil)
-		req.Header.Set("Authorization", "Bearer "+AdminToken)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if cluster.Readyz(s.URL, AdminToken) == nil {
+			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -297,18 +297,7 @@ func (c *Cluster) writePKI() error {
 	if _, err := os.Stat(c.path("pki", "sa.key")); err == nil {
 		return nil
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.path("pki", "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
-		return err
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.path("pki", "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
+	if err := WriteServiceAccountKey(c.path("pki", "sa.key"), c.path("pki", "sa.pub")); err != nil {
 		return err
 	}
 	tokens := fmt.Sprintf("%s,admin,admin,\"system:masters\"\n", AdminToken)
@@ -323,6 +312,24 @@ contexts: [{name: plexus, context: {cluster: plexus, user: admin}}]
 current-context: plexus
 `, c.URL, AdminToken)
 	return os.WriteFile(c.Kubeconfig, []byte(kubeconfig), 0o600)
+}
+
+// WriteServiceAccountKey writes a new RSA key pair for kube-apiserver's
+// service account tokens (--service-account-signing-key-file and
+// --service-account-key-file).
+func WriteServiceAccountKey(keyPath, pubPath string) error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600)
 }
 
 func (c *Cluster) writeConfigs() error {
@@ -579,7 +586,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		return err
 	}
 	return c.waitFor(ctx, "kube-apiserver /readyz", 90*time.Second, func() error {
-		return c.getOK("/readyz")
+		return Readyz(c.URL, AdminToken)
 	})
 }
 
@@ -610,20 +617,22 @@ func (c *Cluster) extractCA() error {
 	}
 }
 
-func (c *Cluster) getOK(path string) error {
+// Readyz checks kube-apiserver's /readyz at url (self-signed serving
+// certificate, not verified) with a bearer token.
+func Readyz(url, token string) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, err := http.NewRequest(http.MethodGet, c.URL+path, nil)
+	req, err := http.NewRequest(http.MethodGet, url+"/readyz", nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", path, resp.Status)
+		return fmt.Errorf("/readyz: %s", resp.Status)
 	}
 	return nil
 }
@@ -695,11 +704,9 @@ func (c *Cluster) Ctr(ctx context.Context, args ...string) (string, error) {
 func (c *Cluster) ImportImages(ctx context.Context, tars ...string) error {
 	for _, t := range tars {
 		start := time.Now()
-		if _, err := c.Ctr(ctx, "images", "import", "--no-unpack=false", t); err != nil {
-			// Older ctr lacks the flag.
-			if _, err2 := c.Ctr(ctx, "images", "import", t); err2 != nil {
-				return fmt.Errorf("import %s: %w", t, err2)
-			}
+		// Unpacked by default, for the CRI's snapshotter.
+		if _, err := c.Ctr(ctx, "images", "import", t); err != nil {
+			return fmt.Errorf("import %s: %w", t, err)
 		}
 		c.progress("imported %s (%s)", filepath.Base(t), time.Since(start).Round(time.Millisecond))
 	}

@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// The overlay renders with kubectl's kustomize: deploy/'s agent config
+// with the cluster's network and isolation, the runtime's directories in
+// the state dir, everything else as shipped.
+func TestWriteOverlay(t *testing.T) {
+	kubectl := filepath.Join(DefaultConfig().K8sBinDir, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		msg := "kubectl not built; run tools/cluster/build-binaries.sh kubectl"
+		if os.Getenv("PLEXUS_REQUIRE_ROOT_TESTS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if _, err := os.Stat("../../deploy/kustomization.yaml"); err != nil {
+		// Bazel runs tests without the source tree; go test has it.
+		t.Skip("deploy/ is not beside the test (run with go test)")
+	}
+	c := Open(Config{StateDir: t.TempDir()})
+	dir, err := c.WriteOverlay("../../deploy", OverlayOptions{NamespaceIsolation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kubectl, "kustomize", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+	}
+	var agentYAML string
+	var ds *appsv1.DaemonSet
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var head struct {
+			Kind     string
+			Metadata struct{ Name string }
+		}
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case head.Kind == "ConfigMap" && head.Metadata.Name == "plexus-agent-config":
+			var cm corev1.ConfigMap
+			if err := yaml.Unmarshal([]byte(doc), &cm); err != nil {
+				t.Fatal(err)
+			}
+			agentYAML = cm.Data["agent.yaml"]
+		case head.Kind == "DaemonSet" && head.Metadata.Name == "plexus-agent":
+			ds = &appsv1.DaemonSet{}
+			if err := yaml.Unmarshal([]byte(doc), ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(agentYAML), &cfg); err != nil || ds == nil {
+		t.Fatalf("agent.yaml %q (%v), DaemonSet found: %t", agentYAML, err, ds != nil)
+	}
+	if cfg["clusterNetwork"] != PrimaryNetwork || cfg["namespaceIsolation"] != true || cfg["socket"] != "/run/plexus/agent.sock" {
+		t.Errorf("agent.yaml: %v", cfg)
+	}
+	paths := map[string]string{}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath != nil {
+			paths[v.Name] = v.HostPath.Path
+		}
+	}
+	for name, want := range map[string]string{"cni-conf": c.CNIConfDir(), "cni-bin": c.CNIBinDir(),
+		"pod-resources": filepath.Join(c.KubeletRootDir(), "pod-resources"), "run": "/run/plexus", "netns": "/var/run/netns"} {
+		if paths[name] != want {
+			t.Errorf("volume %s: hostPath %q, want %q", name, paths[name], want)
+		}
+	}
+	env := map[string]string{}
+	for _, e := range ds.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["KUBERNETES_SERVICE_HOST"] != "127.0.0.1" || env["KUBERNETES_SERVICE_PORT"] != "16443" || env["NODE_NAME"] != "" {
+		t.Errorf("env %v", env)
+	}
+}
