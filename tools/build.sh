@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the binaries (static, stripped) into the directory given:
-# plexus (the shim), plexus-agent, plexus-deviceplugin (when present) and
+# plexus (the shim, C: tools/build-shim.sh), plexus-agent, plexus-deviceplugin (when present) and
 # cniexec (the runtime stand-in used by the demo, tests and benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,8 @@ out="${1:?usage: tools/build.sh OUTDIR}"
 mkdir -p "$out"
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 version=$(git describe --always --dirty 2>/dev/null || echo dev)
-go build -trimpath -ldflags "-s -w -X github.com/plexus-cni/plexus/cni/shim.Version=$version" -o "$out/plexus" ./cni/cmd/plexus
+# git describe's characters are all build-shim.sh allows.
+tools/build-shim.sh "$out/plexus" "$version"
 go build -trimpath -ldflags "-s -w -X github.com/plexus-cni/plexus/agent/app.Version=$version" -o "$out/plexus-agent" ./agent/cmd/plexus-agent
 go build -trimpath -o "$out/cniexec" ./tools/cniexec
 if [ -d deviceplugin/cmd/plexus-deviceplugin ]; then

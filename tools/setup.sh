@@ -13,10 +13,10 @@ need_root() {
 }
 need_root
 
-# Debian packages: network tooling for the demo and the tests, protoc for
-# the generated-code check, a registry for the image push test, runc for the
-# end-to-end cluster. tools/setup-bazel.sh installs Bazel.
-packages=(iproute2 iptables iputils-ping protobuf-compiler ca-certificates git docker-registry runc)
+# Debian packages: network tooling for the demo and the tests, gcc and a
+# static libc for the C shim (cni/plexus), protoc for the generated-code
+# check, a registry for the image push test, runc for the end-to-end cluster. tools/setup-bazel.sh installs Bazel.
+packages=(iproute2 iptables iputils-ping gcc libc6-dev protobuf-compiler ca-certificates git docker-registry runc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

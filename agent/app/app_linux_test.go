@@ -24,25 +24,18 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/server"
-	"github.com/plexus-cni/plexus/cni/shim"
 	"github.com/plexus-cni/plexus/internal/cnitest"
+	"github.com/plexus-cni/plexus/internal/shimbin"
 	"github.com/plexus-cni/plexus/internal/testplugins/recorder"
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
 )
 
-// The test binary doubles as the shim: libcni execs it as "plexus" with
-// this variable set, so the real shim code runs in a real process. Exec'd
-// under the name plexus-test-recorder it is that TEST ONLY delegate (the
-// agent execs it with the variable inherited, so the name decides first).
-const actAsShim = "PLEXUS_TEST_ACT_AS_SHIM"
-
+// Exec'd under the name plexus-test-recorder, the test binary is that TEST
+// ONLY delegate.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == "plexus-test-recorder" {
 		recorder.Main()
 		os.Exit(0)
-	}
-	if os.Getenv(actAsShim) == "1" {
-		os.Exit(shim.Run(os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -56,9 +49,9 @@ type rig struct {
 	done    chan error
 }
 
-// newRigDir makes a rig's directories and links the test binary into its
-// bin/ under each of names (it acts as the shim, or the TEST ONLY
-// recorder, by the name it is exec'd under; see TestMain).
+// newRigDir makes a rig's directories and links into its bin/ each of
+// names: "plexus" is the real shim binary (internal/shimbin), any other
+// name the test binary (the TEST ONLY recorder; see TestMain).
 func newRigDir(t *testing.T, names ...string) *rig {
 	t.Helper()
 	r := &rig{dir: t.TempDir()}
@@ -72,11 +65,14 @@ func newRigDir(t *testing.T, names ...string) *rig {
 		t.Fatal(err)
 	}
 	for _, name := range names {
-		if err := os.Symlink(self, filepath.Join(r.dir, "bin", name)); err != nil {
+		target := self
+		if name == "plexus" {
+			target = shimbin.Path(t)
+		}
+		if err := os.Symlink(target, filepath.Join(r.dir, "bin", name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Setenv(actAsShim, "1")
 	return r
 }
 
@@ -256,38 +252,6 @@ func TestShimAgentDown(t *testing.T) {
 	}
 }
 
-// The shim's own answers: VERSION without an agent, an unknown command,
-// an incompatible config version; errors are CNI error JSON on stdout with
-// a non-zero exit status.
-func TestShimLocalAnswers(t *testing.T) {
-	cases := []struct {
-		name, command, stdin string
-		exit                 int
-		want                 string
-	}{
-		{"version", "VERSION", `{"cniVersion":"1.0.0"}`, 0, `"supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]`},
-		{"unsupported", "VERSION", `{"cniVersion":"7.0.0"}`, 1, `"code":1`},
-		{"unknown verb", "FROB", `{"cniVersion":"1.0.0"}`, 1, `"code":4`},
-		{"bad stdin", "ADD", `{`, 1, `"code":6`},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			env := map[string]string{"CNI_COMMAND": c.command}
-			code := shim.Run(func(k string) string { return env[k] }, strings.NewReader(c.stdin), &out, &errOut)
-			if code != c.exit || !strings.Contains(out.String(), c.want) {
-				t.Errorf("exit %d, stdout %s; want exit %d and %s", code, out.String(), c.exit, c.want)
-			}
-			if c.exit != 0 {
-				var e types.Error
-				if err := json.Unmarshal(out.Bytes(), &e); err != nil || e.Code == 0 || e.Msg == "" {
-					t.Errorf("stdout is not a CNI error object: %s", out.String())
-				}
-			}
-		})
-	}
-}
-
 // The socket is 0600 in a 0700 directory; an API version the agent does
 // not serve is refused with a clear error; the server stops with its
 // context while a client is connected.
@@ -355,17 +319,14 @@ func TestAgentInstallsAndReports(t *testing.T) {
 	if err := os.MkdirAll(hostBin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	shim := shimbin.Path(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	healthAddr := l.Addr().String()
 	l.Close()
-	extra := fmt.Sprintf("healthAddress: %s\ncniConf: {removeOnExit: true}\nshimInstall: {source: %s, binDir: %s}\n", healthAddr, self, hostBin)
+	extra := fmt.Sprintf("healthAddress: %s\ncniConf: {removeOnExit: true}\nshimInstall: {source: %s, binDir: %s}\n", healthAddr, shim, hostBin)
 	cfgPath := filepath.Join(r.dir, "agent.yaml")
 	old, err := os.ReadFile(cfgPath)
 	if err != nil {

@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/plexus-cni/plexus/cni/shim"
+	"github.com/plexus-cni/plexus/internal/shimbin"
 )
 
 // plexusOut is the generated configuration as a test reads it back.
@@ -268,9 +268,11 @@ func TestGenerateExactOutput(t *testing.T) {
 func TestSupportedVersionsMatchShim(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	env := map[string]string{"CNI_COMMAND": "VERSION"}
-	if code := shim.Run(func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr); code != 0 {
-		t.Fatalf("shim VERSION exited %d: %s %s", code, stdout.String(), stderr.String())
+	cmd := exec.Command(shimbin.Path(t))
+	cmd.Env = []string{"CNI_COMMAND=VERSION"}
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("shim VERSION: %v: %s %s", err, stdout.String(), stderr.String())
 	}
 	var info struct {
 		SupportedVersions []string `json:"supportedVersions"`

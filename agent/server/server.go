@@ -7,6 +7,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,10 +20,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
-	"github.com/plexus-cni/plexus/proto/plexus/v1/shimwire"
 )
 
 // Handler serves one CNI request.
@@ -40,6 +41,11 @@ func (f HandlerFunc) Serve(ctx context.Context, req *plexusv1.CNIRequest) *plexu
 
 // readTimeout bounds how long a connection may take to send its request.
 const readTimeout = 10 * time.Second
+
+// MaxMessageSize bounds one framed message in either direction; the shim
+// has the same limit (MAX_MESSAGE in cni/plexus/plexus.c). A CNI config or
+// result is a few KiB; anything near this size is a bug or an attack.
+const MaxMessageSize = 8 << 20
 
 // Server is the agent's shim endpoint.
 type Server struct {
@@ -141,7 +147,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	// connection if the context ends before the request is in.
 	stopRead := context.AfterFunc(ctx, func() { conn.Close() })
 	r := bufio.NewReader(conn)
-	opts := protodelim.UnmarshalOptions{MaxSize: shimwire.MaxMessageSize}
+	opts := protodelim.UnmarshalOptions{MaxSize: MaxMessageSize}
 	var hello plexusv1.Hello
 	if err := opts.UnmarshalFrom(r, &hello); err != nil {
 		return fmt.Errorf("read hello: %w", err)
@@ -181,13 +187,19 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	buf, err := shimwire.AppendFrame(make([]byte, 0, len(out)+len(body)+20), out)
-	if err != nil {
-		return err
+	if len(body) > MaxMessageSize {
+		// The shim would refuse it; say why instead.
+		body, err = proto.Marshal(&plexusv1.CNIResponse{Error: &plexusv1.Error{Code: 5,
+			Msg: fmt.Sprintf("result of %d bytes exceeds the %d byte message limit", len(body), MaxMessageSize)}})
+		if err != nil {
+			return err
+		}
 	}
-	if buf, err = shimwire.AppendFrame(buf, body); err != nil {
-		return err
-	}
+	// Both frames in one write, as protodelim frames them: a varint length
+	// before each message.
+	buf := make([]byte, 0, len(out)+len(body)+2*binary.MaxVarintLen64)
+	buf = append(protowire.AppendVarint(buf, uint64(len(out))), out...)
+	buf = append(protowire.AppendVarint(buf, uint64(len(body))), body...)
 	_, err = conn.Write(buf)
 	return err
 }

@@ -36,7 +36,7 @@ trap cleanup EXIT
 plugins="$(tools/cni-plugins.sh)"
 echo "building into $bin" >&2
 # -trimpath and the default flags: the shim as it would be shipped.
-go build -trimpath -o "$bin/plexus" ./cni/cmd/plexus
+tools/build-shim.sh "$bin/plexus"
 go build -trimpath -o "$bin/plexus-agent" ./agent/cmd/plexus-agent
 go build -trimpath -o "$bin/overhead" ./tools/bench/overhead
 ls -l "$bin/plexus" | awk '{printf "shim binary: %d bytes\n", $5}' >&2
