@@ -523,6 +523,21 @@ static int parse_literal(struct parser *p, const char *word)
 	return 0;
 }
 
+/* parse_key reads an object key and its colon; with out set, the decoded key. */
+static int parse_key(struct parser *p, struct buf *out)
+{
+	skip_ws(p);
+	if (p->i >= p->n || p->s[p->i] != '"')
+		return perr_char(p, "looking for beginning of object key string");
+	if (parse_string(p, out) < 0)
+		return -1;
+	skip_ws(p);
+	if (p->i >= p->n || p->s[p->i] != ':')
+		return perr_char(p, "after object key");
+	p->i++;
+	return 0;
+}
+
 /*
  * parse_value validates any JSON value at p->i (after white space), nested
  * base levels deep. Containers are walked with an explicit stack of their
@@ -571,14 +586,8 @@ static int parse_value(struct parser *p, int base)
 		}
 		if (opened && stack[depth - 1] == '{') {
 			/* First key of a non-empty object. */
-			if (p->i >= p->n || p->s[p->i] != '"')
-				return perr_char(p, "looking for beginning of object key string");
-			if (parse_string(p, NULL) < 0)
+			if (parse_key(p, NULL) < 0)
 				return -1;
-			skip_ws(p);
-			if (p->i >= p->n || p->s[p->i] != ':')
-				return perr_char(p, "after object key");
-			p->i++;
 			continue;
 		}
 		if (opened)
@@ -594,17 +603,8 @@ static int parse_value(struct parser *p, int base)
 			c = p->s[p->i];
 			if (c == ',') {
 				p->i++;
-				if (kind == '{') {
-					skip_ws(p);
-					if (p->i >= p->n || p->s[p->i] != '"')
-						return perr_char(p, "looking for beginning of object key string");
-					if (parse_string(p, NULL) < 0)
-						return -1;
-					skip_ws(p);
-					if (p->i >= p->n || p->s[p->i] != ':')
-						return perr_char(p, "after object key");
-					p->i++;
-				}
+				if (kind == '{' && parse_key(p, NULL) < 0)
+					return -1;
 				break;
 			}
 			if ((kind == '{' && c == '}') || (kind == '[' && c == ']')) {
@@ -665,20 +665,9 @@ static int parse_netconf(struct parser *p, struct netconf *nc)
 		p->i++;
 	} else {
 		for (;;) {
-			skip_ws(p);
-			if (p->i >= p->n || p->s[p->i] != '"') {
-				perr_char(p, "looking for beginning of object key string");
-				goto out;
-			}
 			key.len = 0;
-			if (parse_string(p, &key) < 0)
+			if (parse_key(p, &key) < 0)
 				goto out;
-			skip_ws(p);
-			if (p->i >= p->n || p->s[p->i] != ':') {
-				perr_char(p, "after object key");
-				goto out;
-			}
-			p->i++;
 			skip_ws(p);
 			enum field f = field_of(&key);
 			if (f != F_OTHER && is_null_at(p)) {
@@ -796,17 +785,27 @@ static int pb_get_varint(const unsigned char *b, size_t n, size_t *i, uint64_t *
 	return -1;
 }
 
-static int pb_get_tag(const unsigned char *b, size_t n, size_t *i, uint64_t *num, unsigned *type)
+/*
+ * pb_get_tag reads a field tag. Field numbers run from 1 to 2^29-1; inside
+ * a group being skipped protobuf-go allows up to 2^31-1, and so do we
+ * (max_num), so both accept the same messages.
+ */
+static int pb_get_tag(const unsigned char *b, size_t n, size_t *i, uint64_t *num, unsigned *type,
+		      uint64_t max_num)
 {
 	uint64_t v;
 	if (pb_get_varint(b, n, i, &v) < 0)
 		return -1;
 	*num = v >> 3;
 	*type = (unsigned)(v & 7);
-	if (*num == 0 || *num > (1u << 29) - 1)
+	if (*num == 0 || *num > max_num)
 		return -1;
 	return 0;
 }
+
+#define PB_MAX_FIELD ((1u << 29) - 1)
+#define PB_MAX_FIELD_IN_GROUP ((uint64_t)INT32_MAX)
+#define PB_MAX_GROUP_DEPTH 10000
 
 /*
  * pb_next decodes the field at *i. Fixed-size fields and groups are
@@ -815,7 +814,7 @@ static int pb_get_tag(const unsigned char *b, size_t n, size_t *i, uint64_t *num
  */
 static int pb_next(const unsigned char *b, size_t n, size_t *i, struct pb_field *f)
 {
-	if (pb_get_tag(b, n, i, &f->num, &f->type) < 0)
+	if (pb_get_tag(b, n, i, &f->num, &f->type, PB_MAX_FIELD) < 0)
 		return -1;
 	f->v = 0, f->raw = NULL, f->raw_len = 0;
 	switch (f->type) {
@@ -847,7 +846,7 @@ static int pb_next(const unsigned char *b, size_t n, size_t *i, struct pb_field 
 		while (open.len > 0) {
 			uint64_t num, v;
 			unsigned type;
-			if (pb_get_tag(b, n, i, &num, &type) < 0)
+			if (pb_get_tag(b, n, i, &num, &type, PB_MAX_FIELD_IN_GROUP) < 0)
 				break;
 			if (type == 4) {
 				uint64_t top;
@@ -860,6 +859,9 @@ static int pb_next(const unsigned char *b, size_t n, size_t *i, struct pb_field 
 				continue;
 			}
 			if (type == 3) {
+				/* protobuf-go's recursion limit: 10001 nested groups. */
+				if (open.len / sizeof(num) > PB_MAX_GROUP_DEPTH)
+					break;
 				buf_add(&open, &num, sizeof(num));
 			} else if (type == 0) {
 				if (pb_get_varint(b, n, i, &v) < 0)

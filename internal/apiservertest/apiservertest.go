@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	"github.com/plexus-cni/plexus/internal/childproc"
 	"github.com/plexus-cni/plexus/internal/cluster"
 )
 
@@ -56,8 +57,8 @@ type Server struct {
 	dir      string
 	bin      string
 	etcdURL  string
-	etcd     *exec.Cmd
-	api      *exec.Cmd
+	etcd     *childproc.Process
+	api      *childproc.Process
 	args     []string
 }
 
@@ -110,14 +111,14 @@ func (s *Server) start() error {
 		return err
 	}
 	s.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", clientPort)
-	s.etcd = exec.Command(filepath.Join(s.bin, "etcd"),
+	etcd := exec.Command(filepath.Join(s.bin, "etcd"),
 		"--data-dir", filepath.Join(s.dir, "etcd"),
 		"--listen-client-urls", s.etcdURL, "--advertise-client-urls", s.etcdURL,
 		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peerPort),
 		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peerPort),
 		"--initial-cluster", fmt.Sprintf("default=http://127.0.0.1:%d", peerPort),
 		"--unsafe-no-fsync", "--log-level", "error")
-	if err := s.run(s.etcd, "etcd.log"); err != nil {
+	if s.etcd, err = s.run(etcd, "etcd.log"); err != nil {
 		return err
 	}
 
@@ -162,8 +163,8 @@ func (s *Server) start() error {
 
 // StartAPIServer (re)starts kube-apiserver on the same port and data.
 func (s *Server) StartAPIServer() error {
-	s.api = exec.Command(filepath.Join(s.bin, "kube-apiserver"), s.args...)
-	if err := s.run(s.api, "kube-apiserver.log"); err != nil {
+	var err error
+	if s.api, err = s.run(exec.Command(filepath.Join(s.bin, "kube-apiserver"), s.args...), "kube-apiserver.log"); err != nil {
 		return err
 	}
 	return s.waitReady(90 * time.Second)
@@ -171,51 +172,39 @@ func (s *Server) StartAPIServer() error {
 
 // StopAPIServer stops kube-apiserver, leaving etcd running.
 func (s *Server) StopAPIServer() {
-	stop(s.api)
+	s.api.Stop(os.Interrupt, stopGrace)
 	s.api = nil
 }
 
 // PauseAPIServer freezes kube-apiserver (SIGSTOP): connections stay open
 // and requests hang, as with an overloaded server. ResumeAPIServer undoes it.
-func (s *Server) PauseAPIServer() error { return s.api.Process.Signal(syscall.SIGSTOP) }
+func (s *Server) PauseAPIServer() error { return s.api.Signal(syscall.SIGSTOP) }
 
 // ResumeAPIServer resumes a paused kube-apiserver.
-func (s *Server) ResumeAPIServer() error { return s.api.Process.Signal(syscall.SIGCONT) }
+func (s *Server) ResumeAPIServer() error { return s.api.Signal(syscall.SIGCONT) }
 
 // Stop stops both.
 func (s *Server) Stop() {
-	stop(s.api)
-	stop(s.etcd)
+	s.api.Stop(os.Interrupt, stopGrace)
+	s.etcd.Stop(os.Interrupt, stopGrace)
 	s.api, s.etcd = nil, nil
 }
 
-func stop(c *exec.Cmd) {
-	if c == nil || c.Process == nil {
-		return
-	}
-	c.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { c.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		c.Process.Kill()
-		<-done
-	}
-}
+// stopGrace is how long etcd and kube-apiserver get to exit on SIGINT.
+const stopGrace = 10 * time.Second
 
-func (s *Server) run(c *exec.Cmd, logName string) error {
+func (s *Server) run(c *exec.Cmd, logName string) (*childproc.Process, error) {
 	f, err := os.Create(filepath.Join(s.dir, logName))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.Stdout, c.Stderr = f, f
-	if err := c.Start(); err != nil {
+	p, err := childproc.Start(c, func() { f.Close() })
+	if err != nil {
 		f.Close()
-		return fmt.Errorf("start %s: %w", c.Path, err)
+		return nil, fmt.Errorf("start %s: %w", c.Path, err)
 	}
-	go func() { c.Wait(); f.Close() }()
-	return nil
+	return p, nil
 }
 
 func (s *Server) waitReady(timeout time.Duration) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/app"
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/server"
+	"github.com/plexus-cni/plexus/internal/childproc"
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
 	"github.com/plexus-cni/plexus/tools/bench/benchhost"
 )
@@ -205,25 +206,18 @@ func (e *env) startAgent(ctx context.Context) error {
 	e.agentLog = log
 	cmd := exec.Command(e.o.agent, "run", "--config", filepath.Join(e.dir, "agent", "agent.yaml"))
 	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	proc, err := childproc.Start(cmd, nil)
+	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
 	e.agentCmd = cmd
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	e.cancels = append(e.cancels, func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	return e.waitReady(ctx, e.binaryTarget().list, exited)
+	e.cancels = append(e.cancels, func() { proc.Stop(syscall.SIGTERM, 5*time.Second) })
+	return e.waitReady(ctx, e.binaryTarget().list, proc.Exited(), proc.Err)
 }
 
-func (e *env) waitReady(ctx context.Context, list *libcni.NetworkConfigList, exited <-chan error) error {
+// waitReady waits until the agent answers STATUS; exited closing first
+// means it is gone, and why says why.
+func (e *env) waitReady(ctx context.Context, list *libcni.NetworkConfigList, exited <-chan struct{}, why func() error) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		err := e.runtime.GetStatusNetworkList(ctx, list)
@@ -231,8 +225,8 @@ func (e *env) waitReady(ctx context.Context, list *libcni.NetworkConfigList, exi
 			return nil
 		}
 		select {
-		case werr := <-exited:
-			return fmt.Errorf("agent exited (%v); see %s: %w", werr, filepath.Join(e.dir, "agent.log"), err)
+		case <-exited:
+			return fmt.Errorf("agent exited (%v); see %s: %w", why(), filepath.Join(e.dir, "agent.log"), err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -271,15 +265,16 @@ func (e *env) startInProcessAgent(ctx context.Context) (*target, error) {
 		Observe: func(_ plexusv1.Verb, d time.Duration, _ uint32) { handler.Store(int64(d)) },
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, l) }()
+	done := make(chan struct{})
+	var serveErr error
+	go func() { serveErr = srv.Serve(sctx, l); close(done) }()
 	e.cancels = append(e.cancels, func() { cancel(); <-done })
 
 	list, err := libcni.NetworkConfFromFile(filepath.Join(e.dir, "runtime", "net.d-inproc", "00-plexus.conflist"))
 	if err != nil {
 		return nil, fmt.Errorf("in-process agent conflist: %w", err)
 	}
-	if err := e.waitReady(ctx, list, done); err != nil {
+	if err := e.waitReady(ctx, list, done, func() error { return serveErr }); err != nil {
 		return nil, err
 	}
 	return &target{list: list, lastCall: func() (time.Duration, time.Duration) {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/plexus-cni/plexus/internal/childproc"
 )
 
 // Binary is the registry Debian's docker-registry package installs
@@ -105,31 +107,17 @@ func start(t testing.TB, dir, addr string, attempt int) error {
 	// The REGISTRY_* environment overrides the config file; keep the
 	// caller's out of it.
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	if err := cmd.Start(); err != nil {
+	proc, err := childproc.Start(cmd, nil)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", Binary, err)
 	}
-	// exited is closed once the process is reaped; waitErr is valid then.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
+	stop := func() { proc.Stop(syscall.SIGTERM, 5*time.Second) }
 	readLog := func() string {
 		b, _ := os.ReadFile(logPath)
 		return string(b)
 	}
 
-	if err := waitReady(addr, exited, &waitErr); err != nil {
+	if err := waitReady(addr, proc); err != nil {
 		stop()
 		return fmt.Errorf("%w; registry log:\n%s", err, readLog())
 	}
@@ -142,14 +130,14 @@ func start(t testing.TB, dir, addr string, attempt int) error {
 	return nil
 }
 
-func waitReady(addr string, exited <-chan struct{}, waitErr *error) error {
+func waitReady(addr string, proc *childproc.Process) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(20 * time.Second)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		select {
-		case <-exited:
-			return fmt.Errorf("registry exited before serving (wait: %v)", *waitErr)
+		case <-proc.Exited():
+			return fmt.Errorf("registry exited before serving (wait: %v)", proc.Err())
 		default:
 		}
 		resp, err := client.Get("http://" + addr + "/v2/")
