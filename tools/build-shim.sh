@@ -2,22 +2,38 @@
 # Builds the plexus CNI shim (cni/plexus/plexus.c) as a static binary:
 #
 #   tools/build-shim.sh OUT [VERSION]
+#   tools/build-shim.sh --sanitize OUT    AddressSanitizer + UBSan build for tests
 #
-# The one place the shim's compiler flags live outside Bazel (cni/BUILD.bazel
+# The one place the shim's compiler flags live outside Bazel (cni/plexus/BUILD.bazel
 # has the same ones); tools/build.sh, the benchmarks and the Go tests
 # (internal/shimbin) call it. Needs a C compiler and static libc: gcc and
 # libc6-dev on Debian (tools/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:?usage: tools/build-shim.sh OUT [VERSION]}"
+sanitize=
+if [ "${1:-}" = --sanitize ]; then
+  sanitize=1
+  shift
+fi
+out="${1:?usage: tools/build-shim.sh [--sanitize] OUT [VERSION]}"
 version="${2:-dev}"
 case "$version" in
   *[!A-Za-z0-9._+-]*) echo "tools/build-shim.sh: bad version string: $version" >&2; exit 2 ;;
 esac
 mkdir -p "$(dirname "$out")"
-tmp="$(mktemp "$out.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-"${CC:-cc}" -std=c11 -O2 -static -Wall -Wextra -Werror \
-  -DPLEXUS_VERSION="\"$version\"" -o "$tmp" cni/plexus/plexus.c
-chmod 0755 "$tmp"
-mv -f "$tmp" "$out"
+tmp="$(mktemp -d "$out.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+flags=(-std=c11 -Wall -Wextra -Werror -DPLEXUS_VERSION="\"$version\"")
+if [ -n "$sanitize" ]; then
+  # Dynamic (the sanitizer runtimes are shared libraries), any error fatal,
+  # and no leak report: the shim exits right after its one call and frees
+  # nothing on purpose. The tests exec it with an empty environment, so
+  # the options are compiled in.
+  echo 'const char *__asan_default_options(void) { return "detect_leaks=0"; }' >"$tmp/asan.c"
+  "${CC:-cc}" "${flags[@]}" -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+    -o "$tmp/plexus" cni/plexus/plexus.c "$tmp/asan.c"
+else
+  "${CC:-cc}" "${flags[@]}" -O2 -static -o "$tmp/plexus" cni/plexus/plexus.c
+fi
+chmod 0755 "$tmp/plexus"
+mv -f "$tmp/plexus" "$out"

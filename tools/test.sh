@@ -33,6 +33,12 @@ section "go test (root tests on real namespaces, real plugins)"
 # Root-only tests fail instead of skipping here: a broken setup must not pass.
 PLEXUS_REQUIRE_ROOT_TESTS=1 PLEXUS_CNI_BIN_DIR="$plugins" go test -count=1 ./...
 
+section "the C shim's tests again, under AddressSanitizer and UBSan"
+asan_dir=$(mktemp -d /tmp/plexus-shim-asan.XXXXXX)
+tools/build-shim.sh --sanitize "$asan_dir/plexus"
+PLEXUS_SHIM_BINARY="$asan_dir/plexus" go test -count=1 ./cni ./agent/server
+rm -rf "$asan_dir"
+
 if [ -x tools/bazel.sh ]; then
   section "bazel build and test"
   tools/bazel.sh build //...
