@@ -85,7 +85,7 @@ var configSeeds = []string{
 	`{"cniVersion":"0.4.0","cniVersion":"1.1.0"}`, `{"CNIVersion":"x","cniVersion":"1.0.0"}`, `{"CNIVERSION":5}`,
 	`{"cni\u0056ersion":"esc"}`, `{"cniVersion":"\ud83d\ude00 \ud83d x \ude00 \u00e9\/\b\f\n\r\t\"\\"}`,
 	"{\"cniVersion\":\"\xff\xc3\x28 \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82\"}", "{\"cniVersion\":\"\x7f\"}",
-	`{"cniVersion":"\u2028\u2029<>&"}`, `{"timeoutSeconds":-0}`, `{"timeoutSeconds":1e-400}`, `{"timeoutSeconds":1.7976931348623157e308}`,
+	`{"cniVersion":"\u2028\u2029<>&"}`, `{"cniVersion":"a\u0000b"}`, `{"timeoutSeconds":-0}`, `{"timeoutSeconds":1e-400}`, `{"timeoutSeconds":1.7976931348623157e308}`,
 	`{"timeoutSeconds":1.7976931348623159e308}`, `{"timeoutSeconds":-1e309}`, `{"timeoutSeconds":1E+2}`, `{"timeoutSeconds":01}`,
 	`{"timeoutSeconds":1.}`, `{"timeoutSeconds":.5}`, `{"timeoutSeconds":+1}`, `{"timeoutSeconds":1e}`, `{"timeoutSeconds":-}`,
 	`{"timeoutSeconds":true}`, `{"connectTimeoutSeconds":[1]}`, `{"socketPath":{}}`, `{"socketPath":"\u0000"}`,

@@ -106,7 +106,10 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%s: exit %d, stdout %s; want 0 and %s", c.name, r.exit, r.stdout, c.want)
 		}
 	}
-	r := shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(`{"cniVersion":"7.0.0"}`))
+	r := shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(`{"cniVersion":"1.0.0\u0000"}`))
+	wantError(t, r, cniError{CNIVersion: "1.0.0\x00", Code: 1,
+		Msg: `incompatible CNI versions: config is "1.0.0\u0000", plugin supports [0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]`})
+	r = shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(`{"cniVersion":"7.0.0"}`))
 	wantError(t, r, cniError{CNIVersion: "7.0.0", Code: 1,
 		Msg: `incompatible CNI versions: config is "7.0.0", plugin supports [0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]`})
 }

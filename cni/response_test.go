@@ -108,6 +108,7 @@ func responseSeeds() [][]byte {
 		cat(errMsg(code(7)), errMsg(str(2, "merged"))),
 		cat(str(1, "result"), errMsg(code(1))),
 		errMsg(code(1<<32+5), str(2, "\xff<>&\u2028")),
+		errMsg(code(3), str(2, "nul\x00inside"), str(3, "and\x00here")),
 		cat(tag(1, protowire.VarintType), []byte{5}),           // result with the wrong wire type: unknown
 		cat(tag(2, protowire.Fixed32Type), []byte{1, 2, 3, 4}), // error with the wrong wire type: unknown
 		cat(tag(9, protowire.Fixed64Type), make([]byte, 8), str(1, "r")),

@@ -267,25 +267,42 @@ static int write_all_fd(int fd, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* bytes is a string that may hold NUL bytes (JSON "\u0000" decodes to one). */
+struct bytes {
+	const unsigned char *p;
+	size_t n;
+};
+
+static struct bytes cstr(const char *s)
+{
+	struct bytes b = {(const unsigned char *)s, s ? strlen(s) : 0};
+	return b;
+}
+
+static struct bytes of_buf(const struct buf *b)
+{
+	struct bytes r = {b->p, b->len};
+	return r;
+}
+
 /*
- * fail prints a CNI error object and returns exit status 1. cni_version
- * and details are left out when empty.
+ * fail_b prints a CNI error object and returns exit status 1. cni_version
+ * and details are left out when empty, as encoding/json's omitempty does.
  */
-static int fail_n(const char *cni_version, uint64_t code, const char *msg,
-		  const unsigned char *details, size_t details_len)
+static int fail_b(struct bytes cni_version, uint64_t code, struct bytes msg, struct bytes details)
 {
 	struct buf b = {0};
 	buf_addc(&b, '{');
-	if (cni_version && *cni_version) {
+	if (cni_version.n > 0) {
 		buf_adds(&b, "\"cniVersion\":");
-		json_quote_str(&b, cni_version);
+		json_quote(&b, cni_version.p, cni_version.n);
 		buf_addc(&b, ',');
 	}
 	buf_printf(&b, "\"code\":%llu,\"msg\":", (unsigned long long)code);
-	json_quote_str(&b, msg);
-	if (details_len > 0) {
+	json_quote(&b, msg.p, msg.n);
+	if (details.n > 0) {
 		buf_adds(&b, ",\"details\":");
-		json_quote(&b, details, details_len);
+		json_quote(&b, details.p, details.n);
 	}
 	buf_addc(&b, '}');
 	write_all_fd(1, b.p, b.len);
@@ -293,9 +310,9 @@ static int fail_n(const char *cni_version, uint64_t code, const char *msg,
 	return 1;
 }
 
-static int fail(const char *cni_version, uint64_t code, const char *msg, const char *details)
+static int fail(struct bytes cni_version, uint64_t code, const char *msg, const char *details)
 {
-	return fail_n(cni_version, code, msg, (const unsigned char *)details, details ? strlen(details) : 0);
+	return fail_b(cni_version, code, cstr(msg), cstr(details));
 }
 
 /* ---- JSON input ------------------------------------------------------- */
@@ -1149,27 +1166,24 @@ static int print_version(void)
 	/* VERSION may carry a config; only its cniVersion matters. */
 	struct buf in = {0};
 	struct netconf nc = {0};
-	const char *answer = "1.1.0";
-	char *asked = NULL;
+	struct bytes answer = cstr("1.1.0");
 	if (read_stdin(&in, MAX_VERSION_STDIN) == 0 && in.len > 0 && in.len <= MAX_VERSION_STDIN) {
 		struct parser p = {in.p, in.len, 0, {0}};
 		if (parse_netconf(&p, &nc) == 0 && nc.cni_version.len > 0) {
-			asked = buf_cstr(&nc.cni_version);
+			answer = of_buf(&nc.cni_version);
 			if (!is_supported(&nc.cni_version)) {
 				struct buf msg = {0};
 				buf_adds(&msg, "incompatible CNI versions: config is ");
-				json_quote_str(&msg, asked);
+				json_quote(&msg, answer.p, answer.n);
 				buf_adds(&msg, ", plugin supports ");
 				supported_list(&msg, 0);
-				char *m = buf_cstr(&msg);
-				return fail(asked, CODE_INCOMPATIBLE_VERSION, m, NULL);
+				return fail_b(answer, CODE_INCOMPATIBLE_VERSION, of_buf(&msg), cstr(NULL));
 			}
-			answer = asked;
 		}
 	}
 	struct buf out = {0};
 	buf_adds(&out, "{\"cniVersion\":");
-	json_quote_str(&out, answer);
+	json_quote(&out, answer.p, answer.n);
 	buf_adds(&out, ",\"supportedVersions\":");
 	supported_list(&out, 1);
 	buf_addc(&out, '}');
@@ -1202,24 +1216,24 @@ int main(void)
 
 	struct buf config = {0};
 	if (read_stdin(&config, MAX_MESSAGE) < 0)
-		return fail("", CODE_IO_FAILURE, "read network configuration from stdin", strerror(errno));
+		return fail(cstr(NULL), CODE_IO_FAILURE, "read network configuration from stdin", strerror(errno));
 	if (config.len > MAX_MESSAGE) {
 		char d[64];
 		snprintf(d, sizeof(d), "over %zu bytes", MAX_MESSAGE);
-		return fail("", CODE_DECODE_FAILURE, "network configuration too large", d);
+		return fail(cstr(NULL), CODE_DECODE_FAILURE, "network configuration too large", d);
 	}
 	struct netconf nc = {0};
 	struct parser p = {config.p, config.len, 0, {0}};
 	if (parse_netconf(&p, &nc) < 0)
-		return fail("", CODE_DECODE_FAILURE, "decode network configuration from stdin", p.err);
-	char *cni_version = buf_cstr(&nc.cni_version);
+		return fail(cstr(NULL), CODE_DECODE_FAILURE, "decode network configuration from stdin", p.err);
+	struct bytes cni_version = of_buf(&nc.cni_version);
 
 	int verb = verb_of(command);
 	if (verb == 0) {
 		struct buf msg = {0};
 		buf_adds(&msg, "unknown CNI_COMMAND ");
 		json_quote_str(&msg, command);
-		return fail(cni_version, CODE_INVALID_ENV, buf_cstr(&msg), NULL);
+		return fail_b(cni_version, CODE_INVALID_ENV, of_buf(&msg), cstr(NULL));
 	}
 
 	/* The request: Hello and CNIRequest, framed, in one write. */
@@ -1278,9 +1292,8 @@ int main(void)
 	if (e.set) {
 		/* The agent's own error (or its refusal of this shim): an answer,
 		 * not an outage. */
-		struct buf m = {0};
-		buf_add(&m, e.msg, e.msg_len);
-		return fail_n(cni_version, e.code, buf_cstr(&m), e.details, e.details_len);
+		struct bytes msg_b = {e.msg, e.msg_len}, details_b = {e.details, e.details_len};
+		return fail_b(cni_version, e.code, msg_b, details_b);
 	}
 	if (write_all_fd(1, result ? result : (const unsigned char *)"", result_len) < 0) {
 		fprintf(stderr, "plexus: write result: %s\n", strerror(errno));
@@ -1289,6 +1302,5 @@ int main(void)
 	return 0;
 
 down:
-	buf_addc(&err, 0);
-	return fail(cni_version, down_code, "plexus agent not available", (const char *)err.p);
+	return fail_b(cni_version, down_code, cstr("plexus agent not available"), of_buf(&err));
 }
