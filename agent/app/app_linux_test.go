@@ -376,16 +376,29 @@ func TestAgentInstallsAndReports(t *testing.T) {
 	if err := runtime.DelNetworkList(ctx, list, r.rt("m1", n.Path())); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	_, metrics := get("/metrics")
-	for _, want := range []string{
+	// The gauges drop after the answer is written, so the shim can return
+	// first: poll until they have settled.
+	want := []string{
 		`plexus_cni_request_duration_seconds_count{verb="ADD"} 1`,
 		`plexus_cni_request_duration_seconds_count{verb="DEL"} 1`,
 		`plexus_delegate_duration_seconds_count{command="ADD",plugin="bridge"} 2`,
 		`plexus_cni_requests_in_flight 0`,
 		`plexus_cni_requests_queued 0`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %s", want)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, metrics := get("/metrics")
+		var missing []string
+		for _, w := range want {
+			if !strings.Contains(metrics, w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("/metrics lacks %s", strings.Join(missing, ", "))
+			break
 		}
 	}
 
