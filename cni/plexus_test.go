@@ -31,29 +31,17 @@ type run struct {
 	elapsed        time.Duration
 }
 
-// shim execs the binary with exactly env (no inherited environment) and
-// stdin. Call shimbin.Path first in the test's own goroutine: it may
-// Fatalf.
+// shim execs the binary with exactly env and stdin (shimbin.Run). Call
+// shimbin.Path first in the test's own goroutine: it may Fatalf.
 func shim(t *testing.T, env map[string]string, stdin []byte) run {
 	t.Helper()
-	cmd := exec.Command(shimbin.Path(t))
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	start := time.Now()
-	err := cmd.Run()
-	r := run{stdout: out.Bytes(), stderr: errOut.Bytes(), elapsed: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.exit = ee.ExitCode()
-	} else if err != nil {
+	r, err := shimbin.Run(t, env, stdin)
+	if err != nil {
 		// Errorf, not Fatalf: workers call this from their own goroutines.
 		t.Errorf("exec shim: %v", err)
-		r.exit = -1
+		return run{exit: -1}
 	}
-	return r
+	return run{stdout: r.Stdout, stderr: r.Stderr, exit: r.Exit, elapsed: r.Elapsed}
 }
 
 // cniError is the CNI error object, in the field order the spec and

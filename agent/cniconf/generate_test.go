@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -267,18 +266,15 @@ func TestGenerateExactOutput(t *testing.T) {
 // what the shim answers to VERSION.
 func TestSupportedVersionsMatchShim(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(shimbin.Path(t))
-	cmd.Env = []string{"CNI_COMMAND=VERSION"}
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("shim VERSION: %v: %s %s", err, stdout.String(), stderr.String())
+	r, err := shimbin.Run(t, map[string]string{"CNI_COMMAND": "VERSION"}, nil)
+	if err != nil || r.Exit != 0 {
+		t.Fatalf("shim VERSION: %v, exit %d: %s %s", err, r.Exit, r.Stdout, r.Stderr)
 	}
 	var info struct {
 		SupportedVersions []string `json:"supportedVersions"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
-		t.Fatalf("decode shim VERSION answer %q: %v", stdout.String(), err)
+	if err := json.Unmarshal(r.Stdout, &info); err != nil {
+		t.Fatalf("decode shim VERSION answer %q: %v", r.Stdout, err)
 	}
 	if !slices.Equal(info.SupportedVersions, supportedVersions) {
 		t.Fatalf("shim supports %v, cniconf declares from %v", info.SupportedVersions, supportedVersions)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,18 +37,11 @@ func serve(t *testing.T, h server.HandlerFunc) string {
 // shim execs the real shim binary with verb and config.
 func shim(t *testing.T, verb, config string) (stdout []byte, exit int) {
 	t.Helper()
-	cmd := exec.Command(shimbin.Path(t))
-	cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=ctr1", "CNI_IFNAME=eth0"}
-	cmd.Stdin = strings.NewReader(config)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return out.Bytes(), ee.ExitCode()
-	} else if err != nil {
+	r, err := shimbin.Run(t, map[string]string{"CNI_COMMAND": verb, "CNI_CONTAINERID": "ctr1", "CNI_IFNAME": "eth0"}, []byte(config))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out.Bytes(), 0
+	return r.Stdout, r.Exit
 }
 
 // The real shim and the server understand each other: the request arrives

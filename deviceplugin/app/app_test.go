@@ -141,6 +141,52 @@ func probe(t *testing.T, socket string) {
 	}
 }
 
+// daemon is app.Run in a goroutine with the flags the tests share: the
+// fake tree, pools.yaml, the plugin dir, fast health and config polling,
+// debug logs.
+type daemon struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncWriter
+	err    error
+	exited bool
+}
+
+func startDaemon(t *testing.T, tr *sysfstest.Tree, cfgPath, dir string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{done: make(chan error, 1), logs: &syncWriter{buf: &bytes.Buffer{}}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	args := append([]string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
+		"--health-interval", "50ms", "--poll-interval", "100ms", "--log-level", "debug"}, extra...)
+	go func() { d.done <- app.Run(d.ctx, args, io.Discard, d.logs) }()
+	t.Cleanup(func() {
+		if err := d.stop(10 * time.Second); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logs.String())
+		}
+	})
+	return d
+}
+
+// stop cancels Run and returns what it returned, or an error if it did not
+// return within timeout. Later calls return the same.
+func (d *daemon) stop(timeout time.Duration) error {
+	d.cancel()
+	if d.exited {
+		return d.err
+	}
+	select {
+	case d.err = <-d.done:
+	case <-time.After(timeout):
+		d.err = fmt.Errorf("Run did not return %v after cancel", timeout)
+	}
+	d.exited = true
+	return d.err
+}
+
 // TestRunLifecycle drives the daemon as kubelet would see it: start-up
 // registration, a kubelet restart, a live config reload (good and bad),
 // and shutdown.
@@ -153,21 +199,8 @@ func TestRunLifecycle(t *testing.T) {
 	regDir := filepath.Join(shortDir(t), "plugins_registry")
 	baseline := runtime.NumGoroutine()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logs := &syncWriter{buf: &bytes.Buffer{}}
-	go func() {
-		done <- app.Run(ctx, []string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
-			"--devinfo-dir", filepath.Join(t.TempDir(), "devinfo"), "--health-interval", "50ms", "--poll-interval", "100ms",
-			"--plugin-registry-dir", regDir, "--log-level", "debug"}, io.Discard, logs)
-	}()
-	defer func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
+	d := startDaemon(t, tr, cfgPath, dir, "--devinfo-dir", filepath.Join(t.TempDir(), "devinfo"), "--plugin-registry-dir", regDir)
+	ctx, logs := d.ctx, d.logs
 
 	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
 		t.Fatalf("registered %v", got)
@@ -239,15 +272,8 @@ func TestRunLifecycle(t *testing.T) {
 	}
 
 	// Shutdown: Run returns, sockets go, goroutines end.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		done <- nil // for the deferred receive
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
+	if err := d.stop(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -357,23 +383,8 @@ func TestRediscoverHotplug(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "pools.yaml")
 	writeConfig(t, cfgPath, config)
 	kubelet := kubelettest.Start(t, dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logs := &syncWriter{buf: &bytes.Buffer{}}
-	go func() {
-		done <- app.Run(ctx, []string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
-			"--devinfo-dir", "", "--health-interval", "50ms", "--poll-interval", "100ms",
-			"--rediscover-interval", "100ms", "--log-level", "debug"}, io.Discard, logs)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
+	d := startDaemon(t, tr, cfgPath, dir, "--devinfo-dir", "", "--rediscover-interval", "100ms")
+	ctx, logs := d.ctx, d.logs
 	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
 		t.Fatalf("registered %v", got)
 	}

@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/plexus-cni/plexus/internal/cachedir"
+
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -90,11 +92,7 @@ type Config struct {
 // DefaultConfig fills Config from the caches under $PLEXUS_CACHE
 // (default ~/.cache/plexus).
 func DefaultConfig() Config {
-	cache := os.Getenv("PLEXUS_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "plexus")
-	}
+	cache := cachedir.Dir()
 	k8s := os.Getenv("PLEXUS_K8S_BIN_DIR")
 	if k8s == "" {
 		k8s = filepath.Join(cache, "cluster", "k8s-"+K8sVersion+"-etcd-"+EtcdVersion)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+
+	"github.com/plexus-cni/plexus/internal/cachedir"
 )
 
 // PluginsVersion is the reference plugins release the tests use.
@@ -49,12 +51,7 @@ func PluginDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("PLEXUS_CNI_BIN_DIR")
 	if dir == "" {
-		cache := os.Getenv("PLEXUS_CACHE")
-		if cache == "" {
-			home, _ := os.UserHomeDir()
-			cache = filepath.Join(home, ".cache", "plexus")
-		}
-		dir = filepath.Join(cache, "cni-plugins", PluginsVersion)
+		dir = filepath.Join(cachedir.Dir(), "cni-plugins", PluginsVersion)
 	}
 	for _, p := range []string{"bridge", "host-local", "macvlan", "static", "loopback"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {

@@ -6,6 +6,7 @@
 package shimbin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,6 +15,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/plexus-cni/plexus/internal/cachedir"
 )
 
 // EnvBinary names a prebuilt shim to use instead of building one.
@@ -64,15 +68,7 @@ func locate() (string, error) {
 		}
 		h.Write(b)
 	}
-	cache := os.Getenv("PLEXUS_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("no cache directory: %w", err)
-		}
-		cache = filepath.Join(home, ".cache", "plexus")
-	}
-	out := filepath.Join(cache, "shim", hex.EncodeToString(h.Sum(nil))[:16], "plexus")
+	out := filepath.Join(cachedir.Dir(), "shim", hex.EncodeToString(h.Sum(nil))[:16], "plexus")
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
@@ -81,6 +77,38 @@ func locate() (string, error) {
 		return "", fmt.Errorf("tools/build-shim.sh (needs gcc and libc6-dev; tools/setup.sh installs them): %w\n%s", err, b)
 	}
 	return out, nil
+}
+
+// Result is one run of the shim.
+type Result struct {
+	Stdout, Stderr []byte
+	// Exit is the exit status.
+	Exit    int
+	Elapsed time.Duration
+}
+
+// Run execs the shim as a runtime would: with exactly env (nothing
+// inherited) and stdin. The error is for a shim that could not be run at
+// all; a non-zero exit status is a Result. Call Path first from the test's
+// own goroutine when Run is called from others: Path may Fatalf.
+func Run(t testing.TB, env map[string]string, stdin []byte) (Result, error) {
+	t.Helper()
+	cmd := exec.Command(Path(t))
+	cmd.Env = []string{}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	start := time.Now()
+	err := cmd.Run()
+	r := Result{Stdout: out.Bytes(), Stderr: errOut.Bytes(), Elapsed: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.Exit = ee.ExitCode()
+		return r, nil
+	}
+	return r, err
 }
 
 // repoRoot walks up from the working directory (go test runs in the
