@@ -21,6 +21,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/health"
 	"github.com/plexus-cni/plexus/agent/metrics"
+	"github.com/plexus-cni/plexus/agent/pluginexec"
 	"github.com/plexus-cni/plexus/agent/podresources"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
@@ -77,15 +78,16 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	m := metrics.New()
+	delegates := &pluginexec.Exec{Stderr: stderr, Observe: m.ObserveDelegate}
 	var mgr *attach.Manager
 	var uninstalling func() bool
 	if cfg.Local != nil {
-		if mgr, err = NewLocalManager(cfg, log, m.Exec()); err != nil {
+		if mgr, err = NewLocalManager(cfg, log, delegates); err != nil {
 			return err
 		}
 	} else {
 		var stop func()
-		if mgr, stop, uninstalling, err = newKubeManager(ctx, cfg, log, m.Exec()); err != nil {
+		if mgr, stop, uninstalling, err = newKubeManager(ctx, cfg, log, delegates); err != nil {
 			return err
 		}
 		defer stop()
@@ -166,7 +168,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // NewLocalManager builds the core for local mode. exec runs the delegate
-// plugins; nil means fork/exec (benchmarks pass one that times them).
+// plugins; nil means a plain pluginexec.Exec (benchmarks pass one that times
+// them).
 func NewLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
 	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
 	return newManager(cfg, dir, dir, nil, log, exec)

@@ -31,10 +31,18 @@ import (
 )
 
 // Exec'd under the name plexus-test-recorder, the test binary is that TEST
-// ONLY delegate.
+// ONLY delegate; under the name plexus-agent, the agent as a process of its
+// own (for tests that kill it).
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "plexus-test-recorder" {
+	switch filepath.Base(os.Args[0]) {
+	case "plexus-test-recorder":
 		recorder.Main()
+		os.Exit(0)
+	case "plexus-agent":
+		if err := app.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "plexus-agent:", err)
+			os.Exit(1)
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

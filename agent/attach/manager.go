@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/netstatus"
+	"github.com/plexus-cni/plexus/agent/pluginexec"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/source"
@@ -85,7 +87,8 @@ type Options struct {
 	Records  *record.Store
 	// CacheDir is libcni's result cache.
 	CacheDir string
-	// Exec runs plugins; nil means libcni's default (fork/exec).
+	// Exec runs plugins; nil means a pluginexec.Exec (plugins die with the
+	// agent).
 	Exec     invoke.Exec
 	Reporter StatusReporter
 	// Devices tells which devices kubelet allocated to a pod; asked only
@@ -111,6 +114,9 @@ func New(o Options) (*Manager, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Exec == nil {
+		o.Exec = &pluginexec.Exec{Stderr: os.Stderr}
 	}
 	return &Manager{
 		cfg:      o.Config,

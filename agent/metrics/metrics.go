@@ -3,15 +3,9 @@
 package metrics
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
-	"github.com/containernetworking/cni/pkg/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -80,29 +74,7 @@ func (m *Metrics) Waiting(delta int) { m.waiting.Add(float64(delta)) }
 // Serving tracks requests in flight.
 func (m *Metrics) Serving(delta int) { m.inFlight.Add(float64(delta)) }
 
-// Exec wraps libcni's default plugin execution with a latency histogram.
-func (m *Metrics) Exec() invoke.Exec {
-	return &timedExec{
-		DefaultExec: invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}},
-		m:           m,
-	}
-}
-
-type timedExec struct {
-	invoke.DefaultExec
-	m *Metrics
-}
-
-func (e *timedExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
-	start := time.Now()
-	out, err := e.DefaultExec.ExecPlugin(ctx, pluginPath, stdin, environ)
-	command := "UNKNOWN"
-	for _, kv := range environ {
-		if v, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
-			command = v
-			break
-		}
-	}
-	e.m.delegate.WithLabelValues(filepath.Base(pluginPath), command).Observe(time.Since(start).Seconds())
-	return out, err
+// ObserveDelegate records one delegate plugin run (see pluginexec.Exec).
+func (m *Metrics) ObserveDelegate(plugin, command string, d time.Duration) {
+	m.delegate.WithLabelValues(plugin, command).Observe(d.Seconds())
 }

@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
-	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/plexus-cni/plexus/agent/pluginexec"
 	"github.com/plexus-cni/plexus/tools/bench/benchhost"
 )
 
@@ -143,21 +142,17 @@ func (e *env) verify(netnsPath string, added bool) error {
 	return benchhost.VerifyInterfaces(netnsPath, e.ifnames[:], subnets[:], added)
 }
 
-// execClock is libcni's default plugin executor with a stopwatch: the time
-// the in-process agent spends waiting for delegate processes.
+// execClock is the agent's plugin executor with a stopwatch: the time the
+// in-process agent spends waiting for delegate processes.
 type execClock struct {
-	invoke.DefaultExec
+	pluginexec.Exec
 	spent atomic.Int64
 }
 
 func newExecClock() *execClock {
-	return &execClock{DefaultExec: invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}}
-}
-
-func (c *execClock) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
-	start := time.Now()
-	defer func() { c.spent.Add(int64(time.Since(start))) }()
-	return c.DefaultExec.ExecPlugin(ctx, pluginPath, stdinData, environ)
+	c := &execClock{}
+	c.Exec = pluginexec.Exec{Stderr: os.Stderr, Observe: func(_, _ string, d time.Duration) { c.spent.Add(int64(d)) }}
+	return c
 }
 
 func (c *execClock) take() time.Duration { return time.Duration(c.spent.Swap(0)) }
