@@ -14,23 +14,6 @@ import (
 	"github.com/plexus-cni/plexus/deviceplugin/pool"
 )
 
-// EnvName is the variable that lists a container's devices of one pool:
-// PCIDEVICE_<PREFIX>_<NAME>, upper-cased with every character that is not
-// a letter or digit replaced by '_', so a shell can read it.
-func EnvName(prefix, name string) string {
-	return "PCIDEVICE_" + shellIdent(prefix) + "_" + shellIdent(name)
-}
-
-func shellIdent(s string) string {
-	b := []byte(strings.ToUpper(s))
-	for i, c := range b {
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
-
 // CDIName is the fully qualified CDI device name "<kind>=<device>"; the
 // device ID is the PCI address, which is a valid CDI device name.
 func CDIName(kind, id string) string { return kind + "=" + id }
@@ -78,6 +61,6 @@ func Container(spec *pool.Spec, ids []string, devs map[string]discovery.Device) 
 	for _, m := range spec.Mounts {
 		resp.Mounts = append(resp.Mounts, &pb.Mount{HostPath: m.HostPath, ContainerPath: m.ContainerPath, ReadOnly: m.ReadOnly})
 	}
-	resp.Envs[EnvName(prefix, name)] = strings.Join(ids, ",")
+	resp.Envs[spec.EnvName()] = strings.Join(ids, ",")
 	return resp, nil
 }

@@ -2,7 +2,6 @@ package allocate_test
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -11,25 +10,6 @@ import (
 	"github.com/plexus-cni/plexus/deviceplugin/discovery"
 	"github.com/plexus-cni/plexus/deviceplugin/pool"
 )
-
-func TestEnvName(t *testing.T) {
-	t.Parallel()
-	shell := regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
-	tests := []struct{ prefix, name, want string }{
-		{"plexus.io", "sriov_net", "PCIDEVICE_PLEXUS_IO_SRIOV_NET"},
-		{"intel.com", "intel-sriov.dpdk", "PCIDEVICE_INTEL_COM_INTEL_SRIOV_DPDK"},
-		{"a-b.example.com", "Mixed9Case", "PCIDEVICE_A_B_EXAMPLE_COM_MIXED9CASE"},
-	}
-	for _, tt := range tests {
-		got := allocate.EnvName(tt.prefix, tt.name)
-		if got != tt.want {
-			t.Errorf("EnvName(%q, %q) = %q, want %q", tt.prefix, tt.name, got, tt.want)
-		}
-		if !shell.MatchString(got) {
-			t.Errorf("%q is not a shell identifier", got)
-		}
-	}
-}
 
 func TestContainer(t *testing.T) {
 	t.Parallel()

@@ -77,6 +77,25 @@ type Selector struct {
 // FullName is the extended resource name kubelet advertises: prefix/name.
 func (s *Spec) FullName() string { return s.ResourcePrefix + "/" + s.ResourceName }
 
+// EnvName is the variable Allocate sets to a container's devices of the
+// pool: PCIDEVICE_<PREFIX>_<NAME>, upper-cased with every character that
+// is not a letter or digit replaced by '_', so a shell can read it. The
+// mapping is not injective (col-x and col_x give the same name), which is
+// why validation insists that pools' names differ.
+func (s *Spec) EnvName() string {
+	return "PCIDEVICE_" + shellIdent(s.ResourcePrefix) + "_" + shellIdent(s.ResourceName)
+}
+
+func shellIdent(s string) string {
+	b := []byte(strings.ToUpper(s))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
 // Load reads, defaults and validates a config file.
 func Load(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
@@ -127,6 +146,7 @@ func (c *Config) validate() error {
 		return errors.New("pools: at least one pool is required")
 	}
 	seen := map[string]int{}
+	envs := map[string]int{}
 	var errs []error
 	for i := range c.Pools {
 		p := &c.Pools[i]
@@ -143,10 +163,22 @@ func (c *Config) validate() error {
 		for _, err := range p.validate() {
 			errs = append(errs, fmt.Errorf("%s: %w", label, err))
 		}
-		if j, dup := seen[p.FullName()]; dup && p.ResourceName != "" {
+		if p.ResourceName == "" {
+			continue
+		}
+		if j, dup := seen[p.FullName()]; dup {
 			errs = append(errs, fmt.Errorf("%s: resourceName: %s already used by pools[%d]", label, p.FullName(), j))
+			continue
 		}
 		seen[p.FullName()] = i
+		// Two pools setting one variable: a container with devices of
+		// both would see only one pool's devices.
+		if j, dup := envs[p.EnvName()]; dup {
+			errs = append(errs, fmt.Errorf("%s: resourceName: env var %s of %s already used by pools[%d] (%s)",
+				label, p.EnvName(), p.FullName(), j, c.Pools[j].FullName()))
+			continue
+		}
+		envs[p.EnvName()] = i
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -117,6 +118,26 @@ pools:
 	}
 }
 
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	shell := regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+	tests := []struct{ prefix, name, want string }{
+		{"plexus.io", "sriov_net", "PCIDEVICE_PLEXUS_IO_SRIOV_NET"},
+		{"intel.com", "intel-sriov.dpdk", "PCIDEVICE_INTEL_COM_INTEL_SRIOV_DPDK"},
+		{"a-b.example.com", "Mixed9Case", "PCIDEVICE_A_B_EXAMPLE_COM_MIXED9CASE"},
+	}
+	for _, tt := range tests {
+		spec := pool.Spec{ResourcePrefix: tt.prefix, ResourceName: tt.name}
+		got := spec.EnvName()
+		if got != tt.want {
+			t.Errorf("EnvName(%q, %q) = %q, want %q", tt.prefix, tt.name, got, tt.want)
+		}
+		if !shell.MatchString(got) {
+			t.Errorf("%q is not a shell identifier", got)
+		}
+	}
+}
+
 func TestParseErrorsNamePoolAndField(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -133,6 +154,8 @@ func TestParseErrorsNamePoolAndField(t *testing.T) {
 		{"bad address", `pools: [{resourceName: a, deviceType: vfio, selectors: [{pciAddresses: ["zz"]}]}]`, []string{`selectors[0].pciAddresses[0]: "zz" is not a PCI address`}},
 		{"bad policy", `pools: [{resourceName: a, deviceType: vfio, allocationPolicy: random, selectors: [{}]}]`, []string{`pools[0] (a): allocationPolicy: "random"`}},
 		{"duplicate", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}]}, {resourceName: a, deviceType: uio, selectors: [{}]}]`, []string{"pools[1] (a): resourceName: plexus.io/a already used by pools[0]"}},
+		{"same env var", `pools: [{resourceName: col-x, deviceType: vfio, selectors: [{}]}, {resourceName: col_x, deviceType: uio, selectors: [{}]}]`, []string{"pools[1] (col_x): resourceName: env var PCIDEVICE_PLEXUS_IO_COL_X of plexus.io/col_x already used by pools[0] (plexus.io/col-x)"}},
+		{"same env var across prefixes", `pools: [{resourceName: b.c, resourcePrefix: a, deviceType: vfio, selectors: [{}]}, {resourceName: c, resourcePrefix: a.b, deviceType: uio, selectors: [{}]}]`, []string{"pools[1] (c): resourceName: env var PCIDEVICE_A_B_C of a.b/c already used by pools[0] (a/b.c)"}},
 		{"bad name", `pools: [{resourceName: "a/b", deviceType: vfio, selectors: [{}]}]`, []string{`resourceName: "a/b" must be`}},
 		{"several errors at once", `pools: [{resourceName: a, deviceType: x, selectors: [{devices: ["1"]}]}]`, []string{"deviceType", "devices[0]"}},
 		{"cdiKind without class", `pools: [{resourceName: a, deviceType: vfio, selectors: [{}], cdiKind: example.com}]`, []string{`pools[0] (a): cdiKind: "example.com" is not a CDI kind`}},
