@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
 	"github.com/plexus-cni/plexus/deviceplugin/discovery"
+	"github.com/plexus-cni/plexus/deviceplugin/inuse"
 	"github.com/plexus-cni/plexus/deviceplugin/pool"
 	"github.com/plexus-cni/plexus/deviceplugin/server"
 	"github.com/plexus-cni/plexus/deviceplugin/watch"
@@ -28,15 +31,18 @@ import (
 
 // Options are the parsed command line.
 type Options struct {
-	Config         string
-	Root           string
-	PluginDir      string
-	DevInfoDir     string
-	RegistryDir    string
-	HealthInterval time.Duration
-	PollInterval   time.Duration
-	Rediscover     time.Duration
-	DryRun         bool
+	Config      string
+	Root        string
+	PluginDir   string
+	DevInfoDir  string
+	RegistryDir string
+	// PodResourcesSocket is kubelet's PodResources API, asked which
+	// devices pods hold.
+	PodResourcesSocket string
+	HealthInterval     time.Duration
+	PollInterval       time.Duration
+	Rediscover         time.Duration
+	DryRun             bool
 }
 
 // KubeletSocket is kubelet's registration socket inside the plugin dir.
@@ -51,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	fs.StringVar(&o.PluginDir, "device-plugin-dir", pb.DevicePluginPath, "kubelet device plugin directory holding kubelet.sock")
 	fs.StringVar(&o.DevInfoDir, "devinfo-dir", devinfo.DefaultDir, `directory for Device Info spec files ("" disables them)`)
 	fs.StringVar(&o.RegistryDir, "plugin-registry-dir", "", `kubelet plugin watcher directory (normally /var/lib/kubelet/plugins_registry); when set each pool also serves a pluginregistration v1 socket there ("" disables)`)
+	fs.StringVar(&o.PodResourcesSocket, "pod-resources-socket", inuse.DefaultSocket, "kubelet PodResources API socket, asked which devices pods hold (held devices stay listed, and keep their Device Info files, until released)")
 	fs.DurationVar(&o.HealthInterval, "health-interval", server.DefaultHealthInterval, "how often device health is re-evaluated")
 	fs.DurationVar(&o.PollInterval, "poll-interval", 5*time.Second, "poll period backing up inotify for kubelet.sock and the config file, and for registration retries")
 	fs.DurationVar(&o.Rediscover, "rediscover-interval", 30*time.Second, "how often devices are rediscovered so hot-plugged or removed devices (e.g. a changed sriov_numvfs) reach their pools; 0 disables")
@@ -109,14 +116,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, log: logger, db: db, cfg: cfg, plugins: map[string]*running{}}
+	d := &daemon{opts: o, log: logger, db: db, cfg: cfg, plugins: map[string]*running{},
+		inUse: inuse.New(o.PodResourcesSocket, 0)}
 	if o.DryRun {
-		pools, err := d.discover(ctx, cfg)
+		pools, _, err := d.discover(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		return printPools(stdout, pools)
 	}
+	// Before the first plugin starts: it removes the Device Info files
+	// of free devices only, and must know which are held.
+	d.refreshInUse(ctx)
 	if err := d.reconcile(ctx, cfg); err != nil {
 		d.stopAll()
 		return err
@@ -129,6 +140,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	wg.Go(func() {
 		watch.Path(ctx, o.Config, watch.Content, o.PollInterval, logger, func() { d.reload(ctx) })
+	})
+	wg.Go(func() {
+		// A pod releasing a device is seen here; then the pools shrink.
+		t := time.NewTicker(o.PollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if d.refreshInUse(ctx) {
+					d.rediscover(ctx)
+				}
+			}
+		}
 	})
 	if o.Rediscover > 0 {
 		wg.Go(func() {
@@ -177,12 +203,34 @@ type daemon struct {
 
 	mu      sync.Mutex
 	plugins map[string]*running // by full resource name
+
+	inUse *inuse.Tracker
+	// inUseDown: the last PodResources query failed; only the goroutine
+	// refreshing inUse touches it.
+	inUseDown bool
 }
 
-func (d *daemon) discover(ctx context.Context, cfg *pool.Config) ([]pool.Pool, error) {
+// refreshInUse asks kubelet which devices pods hold and reports whether
+// any was released. Failures are logged once until kubelet answers again:
+// meanwhile nothing is released (see inuse.Tracker.Held).
+func (d *daemon) refreshInUse(ctx context.Context) bool {
+	released, err := d.inUse.Refresh(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil && !d.inUseDown:
+		d.inUseDown = true
+		d.log.Warn("kubelet PodResources API unreachable: pools keep every listed device and its Device Info file until it answers",
+			"socket", d.opts.PodResourcesSocket, "err", err)
+	case err == nil && d.inUseDown:
+		d.inUseDown = false
+		d.log.Info("kubelet PodResources API answers again", "socket", d.opts.PodResourcesSocket)
+	}
+	return released
+}
+
+func (d *daemon) discover(ctx context.Context, cfg *pool.Config) ([]pool.Pool, []discovery.Device, error) {
 	res, err := discovery.Discover(ctx, d.opts.Root, discovery.Options{DB: d.db})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, p := range res.Problems {
 		d.log.Warn("PCI entry skipped", "entry", p.Entry, "reason", p.Reason)
@@ -191,7 +239,89 @@ func (d *daemon) discover(ctx context.Context, cfg *pool.Config) ([]pool.Pool, e
 	for _, u := range unassigned {
 		d.log.Debug("device in no pool", "device", u.Address, "kind", u.Kind, "driver", u.Driver)
 	}
-	return pools, nil
+	return pools, res.Devices, nil
+}
+
+// keepHeldLocked makes every device a pod holds stay in the pool that
+// handed it out, and out of every other pool, even when the pool's
+// selectors no longer match it, it vanished from sysfs (its last record
+// is kept; health reports it), or the pool left the config (the pool is
+// kept, with its old spec, holding only such devices). The pool shrinks
+// once kubelet no longer lists the device. When kubelet cannot be asked,
+// every device a plugin lists counts as held. d.mu must be held.
+func (d *daemon) keepHeldLocked(pools []pool.Pool, found []discovery.Device) []pool.Pool {
+	byAddr := make(map[string]discovery.Device, len(found))
+	for _, dev := range found {
+		byAddr[dev.Address] = dev
+	}
+	index := map[string]int{}
+	for i := range pools {
+		index[pools[i].Spec.FullName()] = i
+	}
+	names := slices.Collect(maps.Keys(index))
+	for name := range d.plugins {
+		if _, ok := index[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	holder := map[string]string{}                    // device -> resource
+	kept := map[string]map[string]discovery.Device{} // resource -> held devices
+	for _, name := range names {
+		var cur pool.Pool
+		if r, ok := d.plugins[name]; ok {
+			cur = r.plugin.Pool()
+		}
+		listed := make(map[string]discovery.Device, len(cur.Devices))
+		for _, dev := range cur.Devices {
+			listed[dev.Address] = dev
+		}
+		held, known := d.inUse.Held(name)
+		if !known {
+			held = make(map[string]bool, len(listed))
+			for id := range listed {
+				held[id] = true
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(held)) {
+			dev, ok := byAddr[id]
+			if !ok {
+				dev, ok = listed[id]
+			}
+			if _, taken := holder[id]; !ok || taken {
+				continue // no record to serve it with, or claimed already
+			}
+			holder[id] = name
+			if kept[name] == nil {
+				kept[name] = map[string]discovery.Device{}
+			}
+			kept[name][id] = dev
+		}
+		if _, inConfig := index[name]; !inConfig && len(kept[name]) > 0 {
+			d.log.Info("pool removed from config but devices are held, serving them until released", "resource", name, "held", len(kept[name]))
+			index[name] = len(pools)
+			pools = append(pools, pool.Pool{Spec: cur.Spec})
+		}
+	}
+	for i := range pools {
+		name := pools[i].Spec.FullName()
+		devs := make([]discovery.Device, 0, len(pools[i].Devices)+len(kept[name]))
+		in := map[string]bool{}
+		for _, dev := range pools[i].Devices {
+			if h, ok := holder[dev.Address]; ok && h != name {
+				continue // a pod holds it through another pool
+			}
+			devs = append(devs, dev)
+			in[dev.Address] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(kept[name])) {
+			if !in[id] {
+				devs = append(devs, kept[name][id])
+			}
+		}
+		pools[i].Devices = devs
+	}
+	return pools
 }
 
 // reconcile discovers devices and makes the running plugins match cfg.
@@ -205,12 +335,13 @@ func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
 
 // reconcileLocked is reconcile with d.rmu held.
 func (d *daemon) reconcileLocked(ctx context.Context, cfg *pool.Config) error {
-	pools, err := d.discover(ctx, cfg)
+	pools, found, err := d.discover(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	pools = d.keepHeldLocked(pools, found)
 	want := map[string]pool.Pool{}
 	keys := map[string]string{}
 	specs := map[string]string{}
@@ -263,6 +394,7 @@ func (d *daemon) reconcileLocked(ctx context.Context, cfg *pool.Config) error {
 			DevInfoDir:     d.opts.DevInfoDir,
 			RegistryDir:    d.opts.RegistryDir,
 			HealthInterval: d.opts.HealthInterval,
+			InUse:          d.inUse,
 			Logger:         d.log,
 		})
 		if err := p.Start(ctx); err != nil {

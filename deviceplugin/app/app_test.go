@@ -157,8 +157,11 @@ func startDaemon(t *testing.T, tr *sysfstest.Tree, cfgPath, dir string, extra ..
 	t.Helper()
 	d := &daemon{done: make(chan error, 1), logs: &syncWriter{buf: &bytes.Buffer{}}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	// No PodResources socket unless a test passes one (a later flag
+	// wins): the host's kubelet, if any, is none of the test's business.
 	args := append([]string{"--config", cfgPath, "--sysfs-root", tr.Root, "--device-plugin-dir", dir,
-		"--health-interval", "50ms", "--poll-interval", "100ms", "--log-level", "debug"}, extra...)
+		"--health-interval", "50ms", "--poll-interval", "100ms", "--log-level", "debug",
+		"--pod-resources-socket", filepath.Join(dir, "no-pod-resources.sock")}, extra...)
 	go func() { d.done <- app.Run(d.ctx, args, io.Discard, d.logs) }()
 	t.Cleanup(func() {
 		if err := d.stop(10 * time.Second); err != nil {

@@ -53,7 +53,7 @@ func (r registrar) NotifyRegistrationStatus(_ context.Context, st *regpb.Registr
 }
 
 // listenRegistryLocked serves the pluginregistration API on the registry
-// socket. p.mu must be held.
+// socket. p.life must be held.
 func (p *Plugin) listenRegistryLocked() error {
 	if p.regSocket == "" {
 		return nil
@@ -87,7 +87,7 @@ func (p *Plugin) listenRegistryLocked() error {
 }
 
 // ensureRegistryLocked re-serves the registry socket if it vanished.
-// p.mu must be held.
+// p.life must be held.
 func (p *Plugin) ensureRegistryLocked() error {
 	if p.regSocket == "" {
 		return nil

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,8 +48,26 @@ type Config struct {
 	// serves the pluginregistration v1 API on a socket there; "" disables.
 	RegistryDir    string
 	HealthInterval time.Duration
-	Logger         *slog.Logger
+	// InUse says which devices pods hold, so that their Device Info
+	// files outlive a restart of the plugin; nil: none are.
+	InUse  InUse
+	Logger *slog.Logger
 }
+
+// InUse is told about allocations and says which devices are held.
+// Neither method may do I/O: Allocate calls them.
+type InUse interface {
+	Allocated(resource string, ids []string)
+	// Held returns the held IDs of resource; known false means that
+	// cannot be told now, and every device must be taken as held.
+	Held(resource string) (ids map[string]bool, known bool)
+}
+
+// noneInUse is the InUse of a plugin without one.
+type noneInUse struct{}
+
+func (noneInUse) Allocated(string, []string)                    {}
+func (noneInUse) Held(string) (ids map[string]bool, known bool) { return nil, true }
 
 // Plugin serves one pool. Start and Stop may be called from different
 // goroutines; Stop is idempotent.
@@ -60,27 +79,32 @@ type Plugin struct {
 	socket string
 	// regSocket is the plugin watcher socket, "" when disabled.
 	regSocket string
-	// devs is replaced, never modified, by UpdateDevices; read it under
-	// mu (or through devices()) once the plugin is shared.
-	devs map[string]discovery.Device
+	recheck   chan struct{}
+	wg        sync.WaitGroup
 
-	mu        sync.Mutex
-	ctx       context.Context // nil until Start
+	// life guards the servers (Start, Stop, EnsureServing), which do
+	// file and socket I/O while holding it; Allocate never takes it.
+	life      sync.Mutex
 	cancel    context.CancelFunc
 	srv       *grpc.Server
 	served    chan struct{} // closed when the current Serve returns
 	regSrv    *grpc.Server  // plugin watcher registration server, or nil
 	regServed chan struct{} // closed when the registration Serve returns
-	wg        sync.WaitGroup
-	health    map[string]string // device ID -> "" (healthy) or reason
-	changed   chan struct{}     // closed and replaced on every health change
-	written   map[string]string // device ID -> device info file
-	recheck   chan struct{}
-	// allocated holds every device ID kubelet allocated from this plugin.
-	// Kubelet never says when a pod releases a device, so an allocated
-	// device stays listed even if rediscovery no longer finds it.
-	allocated map[string]bool
 	stopped   bool
+
+	// eval serialises health evaluations and device updates, which read
+	// sysfs while holding it, so that an older result never overwrites
+	// a newer one; Allocate never takes it.
+	eval sync.Mutex
+
+	// mu guards the device state that Allocate and ListAndWatch read; no
+	// I/O is done while holding it.
+	mu  sync.Mutex
+	ctx context.Context // nil until Start; set under life and mu
+	// devs is replaced, never modified, by UpdateDevices.
+	devs    map[string]discovery.Device
+	health  map[string]string // device ID -> "" (healthy) or reason
+	changed chan struct{}     // closed and replaced on every change
 }
 
 // New builds a plugin; nothing runs until Start.
@@ -91,16 +115,17 @@ func New(cfg Config) *Plugin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.InUse == nil {
+		cfg.InUse = noneInUse{}
+	}
 	p := &Plugin{
-		cfg:       cfg,
-		log:       cfg.Logger.With("resource", cfg.Pool.Spec.FullName()),
-		socket:    filepath.Join(cfg.PluginDir, SocketName(cfg.Pool.Spec.FullName())),
-		devs:      map[string]discovery.Device{},
-		health:    map[string]string{},
-		changed:   make(chan struct{}),
-		written:   map[string]string{},
-		recheck:   make(chan struct{}, 1),
-		allocated: map[string]bool{},
+		cfg:     cfg,
+		log:     cfg.Logger.With("resource", cfg.Pool.Spec.FullName()),
+		socket:  filepath.Join(cfg.PluginDir, SocketName(cfg.Pool.Spec.FullName())),
+		devs:    map[string]discovery.Device{},
+		health:  map[string]string{},
+		changed: make(chan struct{}),
+		recheck: make(chan struct{}, 1),
 	}
 	if cfg.RegistryDir != "" {
 		p.regSocket = filepath.Join(cfg.RegistryDir, RegistrationSocketName(cfg.Pool.Spec.FullName()))
@@ -127,14 +152,19 @@ func (p *Plugin) ResourceName() string { return p.cfg.Pool.Spec.FullName() }
 // Start listens on the plugin socket, serves, waits until the server
 // answers, and starts health checking. Everything stops with ctx or Stop.
 func (p *Plugin) Start(ctx context.Context) error {
+	p.life.Lock()
+	defer p.life.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.ctx != nil {
+		p.mu.Unlock()
 		return errors.New("plugin already started")
 	}
 	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.mu.Unlock()
 	p.evaluate()
-	p.removeStaleDevInfo()
+	// A previous run (crash, restart, reload) may have left files for
+	// devices that are free now; those a pod holds must stay.
+	p.removeFreeDevInfo("stale")
 	if err := p.listenLocked(); err != nil {
 		p.cancel()
 		return err
@@ -144,30 +174,29 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if err := p.listenRegistryLocked(); err != nil {
 		p.cancel()
 		p.srv.Stop()
-		p.mu.Unlock()
 		p.wg.Wait()
-		p.mu.Lock()
 		_ = os.Remove(p.socket)
 		return err
 	}
-	p.wg.Go(p.healthLoop)
+	done := p.ctx.Done()
+	p.wg.Go(func() { p.healthLoop(done) })
 	// Stop when the parent context ends even if nobody calls Stop.
 	p.wg.Go(func() {
-		<-p.ctx.Done()
-		p.mu.Lock()
+		<-done
+		p.life.Lock()
 		if p.srv != nil {
 			p.srv.Stop()
 		}
 		if p.regSrv != nil {
 			p.regSrv.Stop()
 		}
-		p.mu.Unlock()
+		p.life.Unlock()
 	})
 	return nil
 }
 
 // listenLocked replaces any stale socket, serves on a fresh one and waits
-// until a client can reach it. p.mu must be held.
+// until a client can reach it. p.life must be held.
 func (p *Plugin) listenLocked() error {
 	if err := os.MkdirAll(p.cfg.PluginDir, 0o750); err != nil {
 		return fmt.Errorf("create plugin dir: %w", err)
@@ -220,8 +249,8 @@ func waitReady(ctx context.Context, socket string) error {
 // EnsureServing re-creates the socket if it disappeared: kubelet deletes
 // every socket in the plugin dir when it restarts.
 func (p *Plugin) EnsureServing() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.life.Lock()
+	defer p.life.Unlock()
 	if p.ctx == nil || p.ctx.Err() != nil {
 		return errors.New("plugin not running")
 	}
@@ -237,14 +266,16 @@ func (p *Plugin) EnsureServing() error {
 	return p.listenLocked()
 }
 
-// Stop shuts the server down, removes the socket and the device info
-// files this plugin wrote. It waits for every goroutine and is idempotent.
+// Stop shuts the server down and removes the socket and the Device Info
+// files of devices no pod holds: a held device's file must outlive the
+// plugin, which may be restarting. It waits for every goroutine and is
+// idempotent.
 func (p *Plugin) Stop() {
-	p.mu.Lock()
+	p.life.Lock()
 	if p.ctx == nil || p.stopped {
 		// A second Stop must not touch the socket: a replacement plugin
 		// for the same resource may own that path by now.
-		p.mu.Unlock()
+		p.life.Unlock()
 		return
 	}
 	p.stopped = true
@@ -255,11 +286,11 @@ func (p *Plugin) Stop() {
 	if p.regSrv != nil {
 		p.regSrv.Stop()
 	}
-	p.mu.Unlock()
+	p.life.Unlock()
 	p.wg.Wait()
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.life.Lock()
+	defer p.life.Unlock()
 	if err := os.Remove(p.socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		p.log.Warn("remove plugin socket", "err", err)
 	}
@@ -268,14 +299,7 @@ func (p *Plugin) Stop() {
 			p.log.Warn("remove plugin registration socket", "err", err)
 		}
 	}
-	paths := make([]string, 0, len(p.written))
-	for _, f := range p.written {
-		paths = append(paths, f)
-	}
-	clear(p.written)
-	if err := devinfo.Remove(paths...); err != nil {
-		p.log.Warn("remove device info files", "err", err)
-	}
+	p.removeFreeDevInfo("stop")
 }
 
 // Register tells kubelet about this plugin through kubelet's registration
@@ -313,29 +337,48 @@ func options() *pb.DevicePluginOptions {
 	return &pb.DevicePluginOptions{GetPreferredAllocationAvailable: true}
 }
 
-func (p *Plugin) healthLoop() {
+func (p *Plugin) healthLoop(done <-chan struct{}) {
 	t := time.NewTicker(p.cfg.HealthInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.ctx.Done():
+		case <-done:
 			return
 		case <-t.C:
 		case <-p.recheck:
 		}
-		p.mu.Lock()
 		p.evaluate()
-		p.mu.Unlock()
 	}
 }
 
 // evaluate re-checks every device and wakes ListAndWatch streams if any
-// health changed. p.mu must be held (or the plugin not yet shared).
+// health changed.
 func (p *Plugin) evaluate() {
+	p.eval.Lock()
+	defer p.eval.Unlock()
+	devs := p.devices()
+	results := p.check(devs)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applyHealthLocked(results) {
+		p.wakeLocked()
+	}
+}
+
+// check reads each device's health from sysfs; no lock is needed.
+func (p *Plugin) check(devs map[string]discovery.Device) map[string]string {
+	results := make(map[string]string, len(devs))
+	for id, d := range devs {
+		results[id] = health.Check(p.cfg.Root, &d)
+	}
+	return results
+}
+
+// applyHealthLocked records results and reports whether any changed.
+// p.mu must be held.
+func (p *Plugin) applyHealthLocked(results map[string]string) bool {
 	changed := false
-	for id := range p.devs {
-		d := p.devs[id]
-		reason := health.Check(p.cfg.Root, &d)
+	for id, reason := range results {
 		old, known := p.health[id]
 		if known && old == reason {
 			continue
@@ -349,10 +392,14 @@ func (p *Plugin) evaluate() {
 			p.log.Info("device healthy again", "device", id)
 		}
 	}
-	if changed {
-		close(p.changed)
-		p.changed = make(chan struct{})
-	}
+	return changed
+}
+
+// wakeLocked makes ListAndWatch streams send the list again. p.mu must be
+// held.
+func (p *Plugin) wakeLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // snapshot returns the device list to send and the channel that closes on
@@ -435,11 +482,9 @@ func (p *Plugin) Allocate(_ context.Context, req *pb.AllocateRequest) (*pb.Alloc
 		if err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
-		p.mu.Lock()
-		for _, id := range cr.GetDevicesIds() {
-			p.allocated[id] = true
-		}
-		p.mu.Unlock()
+		// Held from now on, before its file exists, so that a Stop
+		// racing with this call keeps the file.
+		p.cfg.InUse.Allocated(p.ResourceName(), cr.GetDevicesIds())
 		if err := p.writeDevInfo(devs, cr.GetDevicesIds()); err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
@@ -455,30 +500,34 @@ func (p *Plugin) writeDevInfo(devs map[string]discovery.Device, ids []string) er
 	}
 	for _, id := range ids {
 		d := devs[id]
-		path, err := devinfo.WritePCI(p.cfg.DevInfoDir, p.ResourceName(), d.Address, d.PFAddress)
-		if err != nil {
+		if _, err := devinfo.WritePCI(p.cfg.DevInfoDir, p.ResourceName(), d.Address, d.PFAddress); err != nil {
 			return err
 		}
-		p.mu.Lock()
-		p.written[id] = path
-		p.mu.Unlock()
 	}
 	return nil
 }
 
-// removeStaleDevInfo deletes files a previous run of this plugin left for
-// its devices: kubelet never tells a plugin a device was released, so a
-// crash leaves them behind.
-func (p *Plugin) removeStaleDevInfo() {
+// removeFreeDevInfo deletes the Device Info files of the plugin's devices
+// that no pod holds. When nobody can tell which are held (kubelet's
+// PodResources API unreachable) it deletes none: a stale file is
+// harmless, a missing one breaks the pod's network set-up.
+func (p *Plugin) removeFreeDevInfo(why string) {
 	if p.cfg.DevInfoDir == "" {
 		return
 	}
-	paths := make([]string, 0, len(p.devs))
-	for id := range p.devs {
-		paths = append(paths, devinfo.Path(p.cfg.DevInfoDir, p.ResourceName(), id))
+	held, known := p.cfg.InUse.Held(p.ResourceName())
+	if !known {
+		p.log.Info("which devices pods hold is unknown, keeping their device info files", "when", why)
+		return
+	}
+	var paths []string
+	for id := range p.devices() {
+		if !held[id] {
+			paths = append(paths, devinfo.Path(p.cfg.DevInfoDir, p.ResourceName(), id))
+		}
 	}
 	if err := devinfo.Remove(paths...); err != nil {
-		p.log.Warn("remove stale device info files", "err", err)
+		p.log.Warn("remove device info files", "when", why, "err", err)
 	}
 }
 
@@ -500,15 +549,23 @@ func (p *Plugin) Devices() []string {
 	return ids
 }
 
-// UpdateDevices replaces the pool's devices in place, after rediscovery
-// found a different set for an unchanged pool spec: the socket and
-// kubelet's registration stay, and ListAndWatch streams the new list.
-// A device kubelet allocated is kept, with its old record, even when it
-// is no longer found, because a pod may still hold it (health reports
-// it Unhealthy once it is gone). It returns the IDs added and removed.
-func (p *Plugin) UpdateDevices(devs []discovery.Device) (added, removed []string) {
+// Pool returns the pool spec and the devices the plugin lists now.
+func (p *Plugin) Pool() pool.Pool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return pool.Pool{Spec: p.cfg.Pool.Spec, Devices: slices.Clone(p.cfg.Pool.Devices)}
+}
+
+// UpdateDevices replaces the pool's devices in place, after rediscovery
+// or a reload found a different set for an unchanged pool spec: the
+// socket and kubelet's registration stay, and ListAndWatch streams the
+// new list. The caller keeps the devices pods hold in devs; a device
+// dropped here is free, and its Device Info file is removed. It returns
+// the IDs added and removed.
+func (p *Plugin) UpdateDevices(devs []discovery.Device) (added, removed []string) {
+	p.eval.Lock()
+	defer p.eval.Unlock()
+	old := p.devices()
 	next := make(map[string]discovery.Device, len(devs))
 	list := make([]discovery.Device, 0, len(devs))
 	for _, d := range devs {
@@ -517,27 +574,37 @@ func (p *Plugin) UpdateDevices(devs []discovery.Device) (added, removed []string
 		}
 		next[d.Address] = d
 		list = append(list, d)
-		if _, ok := p.devs[d.Address]; !ok {
+		if _, ok := old[d.Address]; !ok {
 			added = append(added, d.Address)
 		}
 	}
-	for _, d := range p.cfg.Pool.Devices {
-		if _, ok := next[d.Address]; ok {
-			continue
+	for id := range old {
+		if _, ok := next[id]; !ok {
+			removed = append(removed, id)
 		}
-		if p.allocated[d.Address] {
-			next[d.Address] = d
-			list = append(list, d)
-			continue
-		}
-		removed = append(removed, d.Address)
-		delete(p.health, d.Address)
 	}
+	slices.Sort(removed)
+	results := p.check(next)
+
+	p.mu.Lock()
 	p.devs = next
 	p.cfg.Pool.Devices = list
+	for _, id := range removed {
+		delete(p.health, id)
+	}
+	p.applyHealthLocked(results)
 	// Always wake ListAndWatch: device records (not just IDs) may differ.
-	p.evaluate()
-	close(p.changed)
-	p.changed = make(chan struct{})
+	p.wakeLocked()
+	p.mu.Unlock()
+
+	if p.cfg.DevInfoDir != "" && len(removed) > 0 {
+		paths := make([]string, 0, len(removed))
+		for _, id := range removed {
+			paths = append(paths, devinfo.Path(p.cfg.DevInfoDir, p.ResourceName(), id))
+		}
+		if err := devinfo.Remove(paths...); err != nil {
+			p.log.Warn("remove device info files of dropped devices", "err", err)
+		}
+	}
 	return added, removed
 }
