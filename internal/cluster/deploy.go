@@ -61,6 +61,16 @@ patches:
               - {name: cni-conf, hostPath: {path: %[4]s}}
               - {name: cni-bin, hostPath: {path: %[5]s}}
               - {name: pod-resources, hostPath: {path: %[6]s}}
+  - target: {kind: DaemonSet, name: plexus-deviceplugin}
+    patch: |
+      apiVersion: apps/v1
+      kind: DaemonSet
+      metadata: {name: plexus-deviceplugin, namespace: plexus-system}
+      spec:
+        template:
+          spec:
+            volumes:
+              - {name: pod-resources, hostPath: {path: %[6]s}}
   - target: {kind: ConfigMap, name: plexus-agent-config}
     patch: |
       - op: replace
