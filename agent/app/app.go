@@ -5,6 +5,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,9 +13,10 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/cniconf"
@@ -104,8 +106,10 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Every part runs in one group: when one fails, the others stop and
+	// the process exits non-zero for kubelet to restart it (a dead CNI
+	// server must not leave a live process with a healthy /healthz).
+	g, gctx := errgroup.WithContext(ctx)
 	var gen *cniconf.Generator
 	if cfg.CNIConf != nil {
 		gen = &cniconf.Generator{
@@ -115,13 +119,10 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			ReadinessIndicatorFile: cfg.CNIConf.ReadinessIndicatorFile,
 			Log:                    log,
 		}
-		genCtx, cancelGen := context.WithCancel(ctx)
-		defer cancelGen()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := gen.Run(genCtx); err != nil {
-				log.Error("CNI configuration generation stopped", "err", err)
+		g.Go(func() error {
+			err := gen.Run(gctx)
+			if err != nil {
+				err = fmt.Errorf("CNI configuration generation: %w", err)
 			}
 			// Removed on exit when asked to, and on uninstall (the agent's
 			// DaemonSet deleted); kept on a restart or rolling update, so
@@ -132,17 +133,18 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 				remove = true
 			}
 			if remove {
-				if err := gen.Uninstall(); err != nil {
-					log.Error("remove the plexus CNI configuration", "err", err)
+				if uerr := gen.Uninstall(); uerr != nil {
+					err = errors.Join(err, fmt.Errorf("remove the plexus CNI configuration: %w", uerr))
 				}
 			}
-		}()
+			return err
+		})
 	}
 	if cfg.HealthAddress != "" {
 		hl, err := net.Listen("tcp", cfg.HealthAddress)
 		if err != nil {
 			l.Close()
-			return fmt.Errorf("health endpoint: %w", err)
+			return errors.Join(fmt.Errorf("health endpoint: %w", err), g.Wait())
 		}
 		ready := func() error {
 			if gen != nil && !gen.Ready() {
@@ -150,13 +152,17 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			return nil
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := health.Serve(ctx, hl, ready, m.Registry); err != nil {
-				log.Error("health endpoint stopped", "err", err)
+		// Alive while the CNI socket takes connections: a socket file
+		// removed from under the agent, or a listener that no longer
+		// accepts, makes a deaf agent that kubelet must restart.
+		live := func() error {
+			c, err := net.DialTimeout("unix", cfg.Socket, time.Second)
+			if err != nil {
+				return fmt.Errorf("CNI socket: %w", err)
 			}
-		}()
+			return c.Close()
+		}
+		g.Go(func() error { return health.Serve(gctx, hl, live, ready, m.Registry) })
 	}
 	mode := "kubernetes"
 	if cfg.Local != nil {
@@ -164,7 +170,13 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("plexus agent serving", "socket", cfg.Socket, "mode", mode, "health", cfg.HealthAddress, "version", Version)
 	srv := &server.Server{Handler: Handler(mgr), Version: Version, Log: log, Limit: cfg.MaxConcurrent, Observe: m.ObserveRequest, Queue: m}
-	return srv.Serve(ctx, l)
+	g.Go(func() error {
+		if err := srv.Serve(gctx, l); err != nil {
+			return fmt.Errorf("CNI server: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
 // NewLocalManager builds the core for local mode. exec runs the delegate
@@ -253,17 +265,25 @@ func runStatus(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	recs, err := records.List()
+	recs, damaged, err := records.List()
 	if err != nil {
 		return err
 	}
 	type podStatus struct {
-		Pod           string          `json:"pod"`
-		ContainerID   string          `json:"containerID"`
+		Pod           string          `json:"pod,omitempty"`
+		ContainerID   string          `json:"containerID,omitempty"`
 		Complete      bool            `json:"complete"`
-		NetworkStatus json.RawMessage `json:"networkStatus"`
+		NetworkStatus json.RawMessage `json:"networkStatus,omitempty"`
+		// Damaged: a record that cannot be read (DEL and GC tear down what
+		// libcni's cache knows of it).
+		Damaged string `json:"damaged,omitempty"`
 	}
 	out := []podStatus{}
+	if *pod == "" {
+		for _, d := range damaged {
+			out = append(out, podStatus{Damaged: d.Error()})
+		}
+	}
 	for _, r := range recs {
 		name := r.PodNamespace + "/" + r.PodName
 		if *pod != "" && name != *pod {

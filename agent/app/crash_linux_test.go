@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
@@ -211,5 +215,148 @@ func TestAgentKilledMidAdd(t *testing.T) {
 	}
 	if recs, _ := filepath.Glob(filepath.Join(r.dir, "state", "records", "*.json")); len(recs) > 0 {
 		t.Errorf("records left after DEL: %v", recs)
+	}
+}
+
+// unixInode is the inode of the unix socket listening on path.
+func unixInode(t *testing.T, path string) string {
+	t.Helper()
+	table, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(table), "\n") {
+		// Flags 00010000: listening (accepted connections show the path too).
+		if f := strings.Fields(line); len(f) == 8 && f[7] == path && f[3] == "00010000" {
+			return f[6]
+		}
+	}
+	t.Fatalf("no unix socket %s in /proc/net/unix", path)
+	return ""
+}
+
+// tcpListenInode is the inode of the IPv4 TCP socket listening on port.
+func tcpListenInode(t *testing.T, port int) string {
+	t.Helper()
+	table, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(table), "\n") {
+		// local_address is ADDR:PORT in hex; state 0A is LISTEN.
+		if f := strings.Fields(line); len(f) > 9 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) && f[3] == "0A" {
+			return f[9]
+		}
+	}
+	t.Fatalf("no TCP listener on port %d in /proc/net/tcp", port)
+	return ""
+}
+
+// shutdownSocket shuts down, from outside, the agent's socket with inode:
+// through a duplicate of the agent's own fd (pidfd_getfd), as a fault in
+// the kernel or a confused neighbour would, with no hook in the agent.
+func shutdownSocket(t *testing.T, pid int, inode string) {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := -1
+	for _, fd := range fds {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && link == "socket:["+inode+"]" {
+			target, _ = strconv.Atoi(fd.Name())
+		}
+	}
+	if target < 0 {
+		t.Fatalf("agent %d holds no fd for socket inode %s", pid, inode)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open: %v", err)
+	}
+	defer unix.Close(pidfd)
+	fd, err := unix.PidfdGetfd(pidfd, target, 0)
+	if err != nil {
+		t.Fatalf("pidfd_getfd: %v", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// withHealth gives the rig's agent a health endpoint and returns its port.
+func (r *rig) withHealth(t *testing.T) int {
+	t.Helper()
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := hl.Addr().(*net.TCPAddr).Port
+	hl.Close()
+	rewrite(t, filepath.Join(r.dir, "agent.yaml"), "local: {", fmt.Sprintf("healthAddress: 127.0.0.1:%d\nlocal: {", port))
+	return port
+}
+
+func healthz(port int) (int, string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// I: an agent whose CNI socket no longer takes connections (its listener
+// shut down from outside; its socket file removed) is not alive: /healthz
+// fails naming the socket, so that kubelet restarts it.
+func TestDeafAgentNotAlive(t *testing.T) {
+	for _, fault := range []string{"listener shut down", "socket file removed"} {
+		t.Run(fault, func(t *testing.T) {
+			r := newRig(t, 2)
+			port := r.withHealth(t)
+			agent := r.startProcess(t)
+			if code, body := healthz(port); code != http.StatusOK {
+				t.Fatalf("/healthz of a healthy agent: %d %s", code, body)
+			}
+			if fault == "socket file removed" {
+				if err := os.Remove(r.cfg.Socket); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				shutdownSocket(t, agent.cmd.Process.Pid, unixInode(t, r.cfg.Socket))
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				code, body := healthz(port)
+				if code == http.StatusServiceUnavailable && strings.Contains(body, r.cfg.Socket) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("/healthz of a deaf agent: %d %s; want 503 naming %s", code, body, r.cfg.Socket)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// I: when one part of the agent dies (here its health endpoint, whose
+// listener is shut down from outside) the whole agent exits non-zero for
+// kubelet to restart it, instead of living on with a part missing.
+func TestDeadPartExits(t *testing.T) {
+	r := newRig(t, 2)
+	port := r.withHealth(t)
+	agent := r.startProcess(t)
+	shutdownSocket(t, agent.cmd.Process.Pid, tcpListenInode(t, port))
+	select {
+	case err := <-agent.done:
+		var exit *osexec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Errorf("agent exited with %v, want a non-zero exit", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent still running 10s after its health endpoint died")
 	}
 }

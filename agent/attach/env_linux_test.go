@@ -191,8 +191,8 @@ func (e *env) allocations() []string {
 // besides lo remain.
 func (e *env) assertClean(n ns.NetNS) {
 	e.t.Helper()
-	if recs, err := e.records.List(); err != nil || len(recs) != 0 {
-		e.t.Errorf("records left: %d (%v)", len(recs), err)
+	if recs, damaged, err := e.records.List(); err != nil || len(recs) != 0 || len(damaged) != 0 {
+		e.t.Errorf("records left: %d, damaged %d (%v)", len(recs), len(damaged), err)
 	}
 	if a := e.allocations(); len(a) != 0 {
 		e.t.Errorf("IP allocations left: %v", a)

@@ -48,10 +48,13 @@ func (m *Manager) Handle(ctx context.Context, req *Request) ([]byte, error) {
 // idempotent.
 func (m *Manager) del(ctx context.Context, inv *invocation) error {
 	rec, err := m.records.Get(inv.ContainerID, inv.IfName)
-	if errors.Is(err, record.ErrNotFound) {
+	var damaged *record.DamagedError
+	switch {
+	case errors.Is(err, record.ErrNotFound):
 		return nil
-	}
-	if err != nil {
+	case errors.As(err, &damaged):
+		return m.delDamaged(ctx, inv, damaged)
+	case err != nil:
 		return withCode(CodeIOFailure, err)
 	}
 	if err := m.teardown(ctx, inv.Path, inv.Netns, rec); err != nil {
@@ -59,6 +62,75 @@ func (m *Manager) del(ctx context.Context, inv *invocation) error {
 		return fmt.Errorf("pod %s/%s: %w", rec.PodNamespace, rec.PodName, err)
 	}
 	return m.records.Delete(rec.ContainerID, rec.IfName)
+}
+
+// delDamaged serves DEL when the record cannot be read. libcni's cache
+// still knows every delegate ADD that completed, with its config and args:
+// those are torn down, then the damaged file is moved aside. A delegate
+// whose ADD had not completed when the record was damaged is not known to
+// the cache; the warning says so.
+func (m *Manager) delDamaged(ctx context.Context, inv *invocation, damaged *record.DamagedError) error {
+	rec, err := m.cachedRecord(inv.Path, inv.ContainerID, inv.IfName)
+	if err != nil {
+		return withCode(CodeIOFailure, fmt.Errorf("container %s: %w; reading libcni's cache instead: %w", inv.ContainerID, damaged, err))
+	}
+	if err := m.teardown(ctx, inv.Path, inv.Netns, rec); err != nil {
+		// The file stays: the runtime retries DEL, and so do we.
+		return fmt.Errorf("container %s: %w; tearing down the %d attachments libcni's cache knows: %w", inv.ContainerID, damaged, len(rec.Attachments), err)
+	}
+	moved, err := m.records.Quarantine(damaged)
+	if err != nil {
+		return withCode(CodeIOFailure, fmt.Errorf("container %s: %w", inv.ContainerID, err))
+	}
+	m.log.WarnContext(ctx, "DEL with a damaged record: tore down what libcni's cache knows; an attachment whose ADD had not completed may remain",
+		"container", inv.ContainerID, "ifname", inv.IfName, "interfaces", ifnames(rec), "damaged", damaged.Err, "movedTo", moved)
+	return nil
+}
+
+// cachedRecord rebuilds what a record of (containerID, ifname) would list
+// from libcni's cache: the container's attachments except those another
+// readable record of the same container lists, the cluster network (the
+// runtime's ifname) first so that teardown deletes it last.
+func (m *Manager) cachedRecord(path []string, containerID, ifname string) (*record.Record, error) {
+	cached, err := m.cni(path).GetCachedAttachments(containerID)
+	if err != nil {
+		return nil, err
+	}
+	others, _, err := m.records.List()
+	if err != nil {
+		return nil, err
+	}
+	claimed := map[string]bool{}
+	for _, r := range others {
+		if r.ContainerID == containerID {
+			for _, a := range r.Attachments {
+				claimed[a.IfName] = true
+			}
+		}
+	}
+	rec := &record.Record{ContainerID: containerID, IfName: ifname}
+	for _, c := range cached {
+		if claimed[c.IfName] {
+			continue
+		}
+		a := record.Attachment{Network: c.Network, IfName: c.IfName, Config: c.Config, Args: c.CniArgs, CapabilityArgs: c.CapabilityArgs,
+			Default: c.IfName == ifname, DeviceInfoFile: m.info.CNIPath(containerID, c.IfName)}
+		if a.Default {
+			rec.Netns = c.NetNS
+			rec.Attachments = append([]record.Attachment{a}, rec.Attachments...)
+		} else {
+			rec.Attachments = append(rec.Attachments, a)
+		}
+	}
+	return rec, nil
+}
+
+func ifnames(rec *record.Record) []string {
+	out := make([]string, len(rec.Attachments))
+	for i, a := range rec.Attachments {
+		out[i] = a.IfName
+	}
+	return out
 }
 
 // teardown DELs every attachment of rec in reverse order, continuing past
@@ -138,20 +210,41 @@ func (m *Manager) status(ctx context.Context, inv *invocation) error {
 
 // gc removes every record the runtime no longer knows, after tearing down
 // its attachments, then runs the delegates' own GC for each network with
-// the delegate attachments that remain valid.
+// the delegate attachments that remain valid. A damaged record stands for
+// what libcni's cache knows of its container: torn down and moved aside
+// when the container is gone, kept (and its attachments kept valid for the
+// delegates' GC) while it lives.
 func (m *Manager) gc(ctx context.Context, inv *invocation) error {
 	valid := map[types.GCAttachment]bool{}
 	for _, a := range inv.conf.ValidAttachments {
 		valid[a] = true
 	}
-	recs, err := m.records.List()
+	recs, damagedRecs, err := m.records.List()
+	var errs []error
 	if err != nil {
-		return withCode(CodeIOFailure, err)
+		if len(recs) == 0 && len(damagedRecs) == 0 {
+			return withCode(CodeIOFailure, err)
+		}
+		errs = append(errs, err) // the readable ones are still collected
+	}
+	damagedOf := map[*record.Record]*record.DamagedError{}
+	for _, d := range damagedRecs {
+		containerID, ifname, ok := m.damagedKey(inv.Path, d, valid)
+		if !ok {
+			errs = append(errs, fmt.Errorf("gc: %w; its name is no container ID and ifname", d))
+			continue
+		}
+		rec, err := m.cachedRecord(inv.Path, containerID, ifname)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("gc: %w; reading libcni's cache instead: %w", d, err))
+			continue
+		}
+		recs = append(recs, rec)
+		damagedOf[rec] = d
 	}
 	// libcni caches attachments by the conflist's name, and its GC works
 	// per name, so networks are grouped by that name here too (two NADs may
 	// share one).
-	var errs []error
 	lists := map[string]*libcni.NetworkConfigList{}
 	validDelegates := map[string][]types.GCAttachment{}
 	for _, rec := range recs {
@@ -167,14 +260,28 @@ func (m *Manager) gc(ctx context.Context, inv *invocation) error {
 				validDelegates[list.Name] = append(validDelegates[list.Name], types.GCAttachment{ContainerID: rec.ContainerID, IfName: a.IfName})
 			}
 		}
+		damaged := damagedOf[rec]
 		if keep {
+			if damaged != nil {
+				m.log.WarnContext(ctx, "GC: damaged record of a live container left in place; its DEL will tear down what libcni's cache knows",
+					"container", rec.ContainerID, "ifname", rec.IfName, "damaged", damaged)
+			}
 			continue
 		}
 		if err := m.teardown(ctx, inv.Path, rec.Netns, rec); err != nil {
 			errs = append(errs, fmt.Errorf("gc container %s: %w", rec.ContainerID, err))
 			continue
 		}
-		if err := m.records.Delete(rec.ContainerID, rec.IfName); err != nil {
+		if damaged == nil {
+			err = m.records.Delete(rec.ContainerID, rec.IfName)
+		} else {
+			var moved string
+			if moved, err = m.records.Quarantine(damaged); err == nil {
+				m.log.WarnContext(ctx, "GC: damaged record of a gone container: tore down what libcni's cache knows",
+					"container", rec.ContainerID, "interfaces", ifnames(rec), "damaged", damaged.Err, "movedTo", moved)
+			}
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -188,4 +295,26 @@ func (m *Manager) gc(ctx context.Context, inv *invocation) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// damagedKey picks the (container ID, ifname) a damaged record's file name
+// stands for: the reading the runtime says is valid, else one whose
+// container libcni's cache knows, else the first; none (not ok) for a name
+// no record of ours can have.
+func (m *Manager) damagedKey(path []string, d *record.DamagedError, valid map[types.GCAttachment]bool) (containerID, ifname string, ok bool) {
+	keys := d.Keys()
+	for _, k := range keys {
+		if valid[types.GCAttachment{ContainerID: k[0], IfName: k[1]}] {
+			return k[0], k[1], true
+		}
+	}
+	for _, k := range keys {
+		if cached, err := m.cni(path).GetCachedAttachments(k[0]); err == nil && len(cached) > 0 {
+			return k[0], k[1], true
+		}
+	}
+	if len(keys) == 0 {
+		return "", "", false
+	}
+	return keys[0][0], keys[0][1], true
 }

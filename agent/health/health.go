@@ -13,20 +13,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Serve serves on l until ctx ends. ready reports why the agent is not
-// ready, or nil. The server is shut down gracefully before Serve returns.
-func Serve(ctx context.Context, l net.Listener, ready func() error, registry *prometheus.Registry) error {
+// Serve serves on l until ctx ends. live reports why the agent is not
+// alive (/healthz: kubelet restarts it), ready why it is not ready
+// (/readyz), or nil. The server is shut down gracefully before Serve
+// returns.
+func Serve(ctx context.Context, l net.Listener, live, ready func() error, registry *prometheus.Registry) error {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+	probe := func(check func() error, what string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			if err := check(); err != nil {
+				http.Error(w, what+": "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
 		}
-		fmt.Fprintln(w, "ok")
-	})
+	}
+	mux.HandleFunc("/healthz", probe(live, "not alive"))
+	mux.HandleFunc("/readyz", probe(ready, "not ready"))
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/plexus-cni/plexus/internal/atomicfile"
 )
@@ -26,6 +27,30 @@ const FormatVersion = 1
 
 // ErrNotFound is returned by Get when no record exists.
 var ErrNotFound = errors.New("attachment record not found")
+
+// DamagedError is a record file that exists but cannot be decoded
+// (truncated, overwritten): what it listed is lost. The file stays for a
+// person to look at until Quarantine moves it aside.
+type DamagedError struct {
+	Path string
+	Err  error
+}
+
+func (e *DamagedError) Error() string { return fmt.Sprintf("record %s is damaged: %v", e.Path, e.Err) }
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// Keys are the (container ID, ifname) pairs the file's name can stand
+// for: both may contain '_', so a name has one reading per '_'.
+func (e *DamagedError) Keys() [][2]string {
+	name := strings.TrimSuffix(filepath.Base(e.Path), ".json")
+	var keys [][2]string
+	for i := range name {
+		if name[i] == '_' && ValidContainerID(name[:i]) && validIfName(name[i+1:]) {
+			keys = append(keys, [2]string{name[:i], name[i+1:]})
+		}
+	}
+	return keys
+}
 
 // Attachment is one delegate network attached (or being attached) to a pod.
 type Attachment struct {
@@ -89,10 +114,14 @@ func (s *Store) path(containerID, ifname string) (string, error) {
 	if !ValidContainerID(containerID) {
 		return "", fmt.Errorf("invalid container ID %q", containerID)
 	}
-	if ifname == "" || strings.ContainsAny(ifname, "/\x00") || ifname == "." || ifname == ".." {
+	if !validIfName(ifname) {
 		return "", fmt.Errorf("invalid interface name %q", ifname)
 	}
 	return filepath.Join(s.dir, containerID+"_"+ifname+".json"), nil
+}
+
+func validIfName(ifname string) bool {
+	return ifname != "" && !strings.ContainsAny(ifname, "/\x00") && ifname != "." && ifname != ".."
 }
 
 // Get reads the record of (containerID, ifname).
@@ -108,12 +137,18 @@ func (s *Store) Get(containerID, ifname string) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read record %s: %w", p, err)
 	}
+	return decode(p, data)
+}
+
+// decode reads a record file's content; a version this agent does not know
+// is an error, not damage (a newer agent wrote it).
+func decode(path string, data []byte) (*Record, error) {
 	var r Record
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("decode record %s: %w", p, err)
+		return nil, &DamagedError{Path: path, Err: err}
 	}
 	if r.Version != FormatVersion {
-		return nil, fmt.Errorf("record %s has format version %d, want %d", p, r.Version, FormatVersion)
+		return nil, fmt.Errorf("record %s has format version %d, want %d", path, r.Version, FormatVersion)
 	}
 	return &r, nil
 }
@@ -155,31 +190,49 @@ func (s *Store) Delete(containerID, ifname string) error {
 	return nil
 }
 
-// List returns every record, sorted by container ID. Unreadable files are
-// reported in the joined error while the readable ones are still returned.
-func (s *Store) List() ([]*Record, error) {
+// Quarantine moves a damaged record aside (same directory, a name List
+// skips) and returns its new path: the container's attachments were torn
+// down without it, and the bytes are kept for a post-mortem.
+func (s *Store) Quarantine(d *DamagedError) (string, error) {
+	to := fmt.Sprintf("%s.damaged-%d", d.Path, time.Now().UnixNano())
+	if err := os.Rename(d.Path, to); err != nil {
+		return "", fmt.Errorf("move damaged record aside: %w", err)
+	}
+	return to, nil
+}
+
+// List returns every readable record, sorted by container ID, and the
+// damaged ones. Files it cannot read are reported in the joined error
+// while the rest are still returned.
+func (s *Store) List() ([]*Record, []*DamagedError, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
+		return nil, nil, fmt.Errorf("list records: %w", err)
 	}
 	var out []*Record
+	var damaged []*DamagedError
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || !strings.HasSuffix(name, ".json") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(s.dir, name))
+		p := filepath.Join(s.dir, name)
+		data, err := os.ReadFile(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		var r Record
-		if err := json.Unmarshal(data, &r); err != nil {
-			errs = append(errs, fmt.Errorf("decode record %s: %w", name, err))
-			continue
+		r, err := decode(p, data)
+		var d *DamagedError
+		switch {
+		case errors.As(err, &d):
+			damaged = append(damaged, d)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			out = append(out, r)
 		}
-		out = append(out, &r)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].ContainerID != out[j].ContainerID {
@@ -187,5 +240,5 @@ func (s *Store) List() ([]*Record, error) {
 		}
 		return out[i].IfName < out[j].IfName
 	})
-	return out, errors.Join(errs...)
+	return out, damaged, errors.Join(errs...)
 }

@@ -229,8 +229,8 @@ func TestInvalidIDs(t *testing.T) {
 		}
 		t.Errorf("files outside the store: %v", names)
 	}
-	if recs, err := s.List(); err != nil || len(recs) != 0 {
-		t.Errorf("List = %d records, %v; want none", len(recs), err)
+	if recs, damaged, err := s.List(); err != nil || len(recs) != 0 || len(damaged) != 0 {
+		t.Errorf("List = %d records, %d damaged, %v; want none", len(recs), len(damaged), err)
 	}
 }
 
@@ -284,26 +284,9 @@ func TestGetOtherVersion(t *testing.T) {
 	}
 }
 
-func TestGetCorrupt(t *testing.T) {
-	t.Parallel()
-	s := openStore(t)
-	if err := os.WriteFile(filepath.Join(s.Dir(), "c1_eth0.json"), []byte(`{"version":1,`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := s.Get("c1", "eth0")
-	if err == nil {
-		t.Fatalf("Get of a corrupt record = %+v, want an error", r)
-	}
-	if errors.Is(err, record.ErrNotFound) {
-		t.Errorf("Get of a corrupt record: %v, want a decode error, not ErrNotFound", err)
-	}
-	var syntaxErr *json.SyntaxError
-	if !errors.As(err, &syntaxErr) && !strings.Contains(err.Error(), "c1_eth0.json") {
-		t.Errorf("error %v neither wraps the JSON error nor names the file", err)
-	}
-}
-
-func TestList(t *testing.T) {
+// A truncated or empty record is damage: Get and List say which file, and
+// Quarantine moves it where List no longer sees it, bytes intact.
+func TestDamaged(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
 	for _, k := range [][2]string{{"c2", "eth0"}, {"c1", "eth1"}, {"c1", "eth0"}, {"c3", "eth0"}} {
@@ -311,10 +294,18 @@ func TestList(t *testing.T) {
 			t.Fatalf("Put %v: %v", k, err)
 		}
 	}
-	// A corrupt record, a non-JSON file and a directory.
-	if err := os.WriteFile(filepath.Join(s.Dir(), "bad_eth0.json"), []byte("{not json"), 0o600); err != nil {
+	full, err := os.ReadFile(filepath.Join(s.Dir(), "c1_eth0.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	truncated := full[:len(full)/2]
+	if err := os.WriteFile(filepath.Join(s.Dir(), "c1_eth0.json"), truncated, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir(), "c_x_net_1.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Not records: a non-JSON file and a directory.
 	if err := os.WriteFile(filepath.Join(s.Dir(), "notes.txt"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -322,31 +313,59 @@ func TestList(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	recs, err := s.List()
-	if err == nil {
-		t.Error("List with a corrupt file returned no error")
-	} else if !strings.Contains(err.Error(), "bad_eth0.json") {
-		t.Errorf("List error %q does not name the corrupt file", err)
+	_, err = s.Get("c1", "eth0")
+	var d *record.DamagedError
+	if !errors.As(err, &d) || d.Path != filepath.Join(s.Dir(), "c1_eth0.json") || !strings.Contains(err.Error(), "c1_eth0.json") {
+		t.Fatalf("Get of a truncated record: %v, want a DamagedError naming the file", err)
+	}
+	var syntaxErr *json.SyntaxError
+	if errors.Is(err, record.ErrNotFound) || (!errors.As(err, &syntaxErr) && !strings.Contains(err.Error(), "unexpected end")) {
+		t.Errorf("Get of a truncated record: %v, want the JSON error wrapped", err)
+	}
+	if keys := d.Keys(); !reflect.DeepEqual(keys, [][2]string{{"c1", "eth0"}}) {
+		t.Errorf("Keys = %v", keys)
+	}
+
+	recs, damaged, err := s.List()
+	if err != nil {
+		t.Errorf("List: %v", err)
 	}
 	var got [][2]string
 	for _, r := range recs {
 		got = append(got, [2]string{r.ContainerID, r.IfName})
 	}
-	want := [][2]string{{"c1", "eth0"}, {"c1", "eth1"}, {"c2", "eth0"}, {"c3", "eth0"}}
-	if !reflect.DeepEqual(got, want) {
+	if want := [][2]string{{"c1", "eth1"}, {"c2", "eth0"}, {"c3", "eth0"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("List = %v, want %v", got, want)
 	}
-	if len(recs) == 4 && !reflect.DeepEqual(recs[2], sampleRecordWithVersion("c2", "eth0")) {
-		t.Errorf("List record c2 = %+v", recs[2])
+	if len(recs) == 3 && !reflect.DeepEqual(recs[1], sampleRecordWithVersion("c2", "eth0")) {
+		t.Errorf("List record c2 = %+v", recs[1])
+	}
+	var names []string
+	for _, d := range damaged {
+		names = append(names, filepath.Base(d.Path))
+	}
+	if !reflect.DeepEqual(names, []string{"c1_eth0.json", "c_x_net_1.json"}) {
+		t.Fatalf("damaged = %v", names)
+	}
+	if keys := damaged[1].Keys(); !reflect.DeepEqual(keys, [][2]string{{"c", "x_net_1"}, {"c_x", "net_1"}, {"c_x_net", "1"}}) {
+		t.Errorf("Keys of c_x_net_1 = %v", keys)
 	}
 
-	// Without the corrupt file, List has no error.
-	if err := os.Remove(filepath.Join(s.Dir(), "bad_eth0.json")); err != nil {
+	moved, err := s.Quarantine(damaged[0])
+	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err = s.List()
-	if err != nil || len(recs) != 4 {
-		t.Errorf("List = %d records, %v; want 4, nil", len(recs), err)
+	if kept, err := os.ReadFile(moved); err != nil || string(kept) != string(truncated) {
+		t.Errorf("quarantined file %s: %q, %v; want the damaged bytes", moved, kept, err)
+	}
+	if filepath.Dir(moved) != s.Dir() {
+		t.Errorf("quarantined to %s, outside the store", moved)
+	}
+	if _, err := s.Get("c1", "eth0"); !errors.Is(err, record.ErrNotFound) {
+		t.Errorf("Get after Quarantine: %v, want ErrNotFound", err)
+	}
+	if _, damaged, err := s.List(); err != nil || len(damaged) != 1 {
+		t.Errorf("List after Quarantine: %d damaged, %v; want 1 (the empty file)", len(damaged), err)
 	}
 }
 
@@ -359,14 +378,14 @@ func sampleRecordWithVersion(containerID, ifname string) *record.Record {
 func TestListEmptyAndMissing(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
-	recs, err := s.List()
-	if err != nil || len(recs) != 0 {
-		t.Errorf("List of an empty store = %v, %v", recs, err)
+	recs, damaged, err := s.List()
+	if err != nil || len(recs) != 0 || len(damaged) != 0 {
+		t.Errorf("List of an empty store = %v, %v, %v", recs, damaged, err)
 	}
 	if err := os.Remove(s.Dir()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.List(); !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := s.List(); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("List of a removed dir: %v, want os.ErrNotExist", err)
 	}
 }
