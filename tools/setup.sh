@@ -35,7 +35,7 @@ if ! command -v go >/dev/null 2>&1; then
     exit 1
   fi
 fi
-if [ -x tools/setup-bazel.sh ]; then tools/setup-bazel.sh; fi
+tools/setup-bazel.sh
 tools/cni-plugins.sh >/dev/null
 # etcd, the Kubernetes binaries and containerd for the Kubernetes-mode and
 # end-to-end tests (cached by version; ~40 min cold on 2 cores, progress on
