@@ -374,8 +374,9 @@ func (p *Plugin) check(devs map[string]discovery.Device) map[string]string {
 	return results
 }
 
-// applyHealthLocked records results and reports whether any changed.
-// p.mu must be held.
+// applyHealthLocked records results and reports whether any device went
+// from healthy to unhealthy or back: kubelet sees only that, so a new
+// reason for an unhealthy device is logged, not sent. p.mu must be held.
 func (p *Plugin) applyHealthLocked(results map[string]string) bool {
 	changed := false
 	for id, reason := range results {
@@ -384,7 +385,9 @@ func (p *Plugin) applyHealthLocked(results map[string]string) bool {
 			continue
 		}
 		p.health[id] = reason
-		changed = true
+		if !known || (old == "") != (reason == "") {
+			changed = true
+		}
 		switch {
 		case reason != "":
 			p.log.Warn("device unhealthy", "device", id, "reason", reason)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +26,7 @@ func TestWriteOverlay(t *testing.T) {
 		t.Skip(msg)
 	}
 	c := Open(Config{StateDir: t.TempDir()})
-	dir, err := c.WriteOverlay("../../deploy", OverlayOptions{NamespaceIsolation: true})
+	dir, err := c.WriteOverlay(copyTree(t, "../../deploy"), OverlayOptions{NamespaceIsolation: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,4 +84,33 @@ func TestWriteOverlay(t *testing.T) {
 	if env["KUBERNETES_SERVICE_HOST"] != "127.0.0.1" || env["KUBERNETES_SERVICE_PORT"] != "16443" || env["NODE_NAME"] != "" {
 		t.Errorf("env %v", env)
 	}
+}
+
+// copyTree copies the files under src into a temp dir, following symlinks:
+// kustomize does not load a base whose files are links, as Bazel's
+// runfiles are.
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), filepath.Base(src))
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
