@@ -102,8 +102,19 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		log.Info("CNI shim in place", "dir", cfg.ShimInstall.BinDir, "updated", changed)
 	}
+	// The health endpoint listens before the CNI socket: whoever sees the
+	// socket can probe the agent.
+	var hl net.Listener
+	if cfg.HealthAddress != "" {
+		if hl, err = net.Listen("tcp", cfg.HealthAddress); err != nil {
+			return fmt.Errorf("health endpoint: %w", err)
+		}
+	}
 	l, err := server.Listen(cfg.Socket)
 	if err != nil {
+		if hl != nil {
+			hl.Close()
+		}
 		return err
 	}
 	// Every part runs in one group: when one fails, the others stop and
@@ -140,12 +151,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		})
 	}
-	if cfg.HealthAddress != "" {
-		hl, err := net.Listen("tcp", cfg.HealthAddress)
-		if err != nil {
-			l.Close()
-			return errors.Join(fmt.Errorf("health endpoint: %w", err), g.Wait())
-		}
+	if hl != nil {
 		ready := func() error {
 			if gen != nil && !gen.Ready() {
 				return fmt.Errorf("CNI configuration not written: %s", gen.Status().Reason)
