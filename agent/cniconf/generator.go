@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -67,6 +68,9 @@ type Generator struct {
 
 	// noWatch disables fsnotify, so tests can prove polling alone works.
 	noWatch bool
+	// passes counts the reconcile passes Run has completed: a test that
+	// must show nothing was written waits for a pass that would have.
+	passes atomic.Uint64
 
 	mu      sync.Mutex
 	status  Status
@@ -187,6 +191,7 @@ func (g *Generator) sync() {
 	if report && err != nil {
 		g.logger().Error("update plexus CNI configuration", "err", err)
 	}
+	g.passes.Add(1)
 }
 
 func (g *Generator) reconcile() error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -66,6 +67,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitPasses waits until Run has completed n reconcile passes: what a pass
+// would have written is on disk (or not) once it has returned.
+func waitPasses(t *testing.T, g *Generator, n uint64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d reconcile passes", n), func() bool { return g.passes.Load() >= n })
+}
+
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -97,9 +105,12 @@ func TestRunPrimaryAppearsLater(t *testing.T) {
 		name    string
 		noWatch bool
 		poll    time.Duration
+		// passes that must find no primary: with fsnotify and no events
+		// only the first pass runs; polling gets a few.
+		passes uint64
 	}{
-		{name: "fsnotify", poll: noPoll},
-		{name: "poll fallback", noWatch: true, poll: 50 * time.Millisecond},
+		{name: "fsnotify", poll: noPoll, passes: 1},
+		{name: "poll fallback", noWatch: true, poll: 50 * time.Millisecond, passes: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -108,7 +119,7 @@ func TestRunPrimaryAppearsLater(t *testing.T) {
 			g := &Generator{ConfDir: dir, SocketPath: "/run/plexus/test.sock", PollInterval: tc.poll, noWatch: tc.noWatch}
 			start(t, g)
 
-			time.Sleep(300 * time.Millisecond)
+			waitPasses(t, g, tc.passes)
 			if exists(own) || g.Ready() {
 				t.Fatalf("wrote %s (ready=%v) without a primary", own, g.Ready())
 			}
@@ -274,25 +285,38 @@ func TestRunNeverWritesInvalid(t *testing.T) {
 		}
 	}()
 
+	// Each change is waited for in our file before the next, so every
+	// kind of rewrite is followed (not coalesced away) while the reader
+	// races the generator's writes.
+	followed := func(what, version, capability string) {
+		t.Helper()
+		waitFor(t, what, func() bool {
+			out, ok := readOut(t, own)
+			return ok && out.CNIVersion == version && (capability == "" || out.Plugins[0].Capabilities[capability])
+		})
+	}
 	caps := []string{"portMappings", "bandwidth", "ips", "mac"}
 	for i := range 40 {
+		c := caps[i%len(caps)]
 		switch i % 4 {
 		case 0, 1: // in place, truncating first
-			writeFile(t, primary, conflist("primary", "1.0.0", map[string]bool{caps[i%len(caps)]: true}))
+			writeFile(t, primary, conflist("primary", "1.0.0", map[string]bool{c: true}))
+			followed("in-place rewrite with "+c, "1.0.0", c)
 		case 2: // atomically
 			tmp := primary + ".tmp"
-			writeFile(t, tmp, conflist("primary", "0.4.0", map[string]bool{caps[i%len(caps)]: true}))
+			writeFile(t, tmp, conflist("primary", "0.4.0", map[string]bool{c: true}))
 			if err := os.Rename(tmp, primary); err != nil {
 				t.Fatal(err)
 			}
+			followed("atomic replacement with "+c, "0.4.0", c)
 		case 3: // gone for a moment
 			if err := os.Remove(primary); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(30 * time.Millisecond)
+			waitFor(t, "our configuration removed with the primary", func() bool { return !exists(own) })
 			writeFile(t, primary, conflist("primary", "1.1.0", nil))
+			followed("the primary back", "1.1.0", "")
 		}
-		time.Sleep(15 * time.Millisecond)
 	}
 	final := conflist("primary", "1.0.0", map[string]bool{"final": true})
 	writeFile(t, primary, final)
@@ -325,7 +349,9 @@ func TestRunReadinessIndicator(t *testing.T) {
 	start(t, g)
 
 	waitFor(t, "stale configuration removed", func() bool { return !exists(own) })
-	time.Sleep(300 * time.Millisecond)
+	// Two more polls without the indicator, each of which would have
+	// written our configuration.
+	waitPasses(t, g, g.passes.Load()+2)
 	if exists(own) || g.Ready() {
 		t.Fatalf("wrote our configuration before the readiness indicator exists")
 	}
@@ -396,7 +422,11 @@ func TestRunConfDirCreatedLater(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "net.d")
 	g := &Generator{ConfDir: dir, PollInterval: 50 * time.Millisecond}
 	start(t, g)
-	time.Sleep(150 * time.Millisecond)
+	// Run has looked at the missing directory before it appears.
+	waitPasses(t, g, 1)
+	if s := g.Status(); s.Ready || s.Reason == "" {
+		t.Fatalf("status without a configuration directory: %+v", s)
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -416,18 +446,20 @@ func TestWaitReady(t *testing.T) {
 	}
 
 	start(t, g)
+	// Run has found no primary: WaitReady blocks until its own deadline
+	// (its error, not nil, says it did not return early).
+	waitPasses(t, g, 1)
+	short, cancelShort := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancelShort()
+	if err := g.WaitReady(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReady without a primary: %v, want deadline exceeded", err)
+	}
 	waited := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
 		waited <- g.WaitReady(ctx)
 	}()
-	time.Sleep(100 * time.Millisecond)
-	select {
-	case err := <-waited:
-		t.Fatalf("WaitReady returned %v without a primary", err)
-	default:
-	}
 	writeFile(t, filepath.Join(dir, "10-a.conflist"), conflist("a", "1.0.0", nil))
 	if err := <-waited; err != nil {
 		t.Fatalf("WaitReady: %v", err)
@@ -512,7 +544,9 @@ func TestRunStopsGoroutines(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
+	// Polls (which re-add watches) have run, so every goroutine Run
+	// starts is up.
+	waitPasses(t, g, 3)
 	cancel()
 	select {
 	case err := <-done:
