@@ -66,8 +66,6 @@ func waitExecd(t *testing.T, pid int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == want {
-			// Give main a moment to install its handlers after exec.
-			time.Sleep(100 * time.Millisecond)
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -75,11 +73,11 @@ func waitExecd(t *testing.T, pid int) {
 	t.Fatalf("pid %d did not exec the pause binary", pid)
 }
 
-func TestPauseReapsChildren(t *testing.T) {
-	t.Parallel()
-	cmd := startPause(t, "sleep 1")
-	pid := cmd.Process.Pid
-	waitExecd(t, pid)
+// waitReaped checks that pause has the child the shell started before the
+// exec, then waits until pause has reaped it. pause reaps only after
+// signal.Notify, so from then on its handlers are in place.
+func waitReaped(t *testing.T, pid int) {
+	t.Helper()
 	if got := children(t, pid); len(got) != 1 {
 		t.Fatalf("pause's children before the child exits = %v, want the sleep", got)
 	}
@@ -91,6 +89,34 @@ func TestPauseReapsChildren(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// running fails unless pid is still running. Unlike a signal 0, it tells
+// an exited process that nobody has waited for yet (a zombie) from a
+// live one.
+func running(t *testing.T, pid int) {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("pause is gone: %v", err)
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 || len(stat) < i+3 {
+		t.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	if state := stat[i+2]; state == 'Z' || state == 'X' {
+		t.Fatalf("pause exited before it was told to stop (state %c)", state)
+	}
+}
+
+func TestPauseReapsChildren(t *testing.T) {
+	t.Parallel()
+	cmd := startPause(t, "sleep 1")
+	pid := cmd.Process.Pid
+	waitExecd(t, pid)
+	waitReaped(t, pid)
+	running(t, pid)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +130,13 @@ func TestPauseExitsZeroOnSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
-			cmd := startPause(t, "true")
+			cmd := startPause(t, "sleep 1")
 			waitExecd(t, cmd.Process.Pid)
-			// Still running: pause blocks until told to stop.
-			time.Sleep(200 * time.Millisecond)
-			if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
-				t.Fatalf("pause exited before the signal: %v", err)
-			}
+			// Its handlers are installed once it has reaped; having
+			// handled that SIGCHLD it still runs: pause blocks until told
+			// to stop.
+			waitReaped(t, cmd.Process.Pid)
+			running(t, cmd.Process.Pid)
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package childproc
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"syscall"
@@ -37,11 +38,23 @@ func TestStopPolitely(t *testing.T) {
 
 // A process that ignores the signal is killed after the grace period.
 func TestStopKillsAfterGrace(t *testing.T) {
-	p, err := Start(exec.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"), nil)
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let the shell install its trap
+	defer r.Close()
+	cmd := exec.Command("sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 0.05; done")
+	cmd.Stdout = w
+	p, err := Start(cmd, nil)
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(syscall.SIGKILL, time.Second) })
+	// The shell says so once its trap is in place.
+	if line, err := bufio.NewReader(r).ReadString('\n'); err != nil || line != "trapped\n" {
+		t.Fatalf("shell printed %q (%v), want its trap installed", line, err)
+	}
 	start := time.Now()
 	p.Stop(syscall.SIGTERM, 300*time.Millisecond)
 	if d := time.Since(start); d < 300*time.Millisecond {
