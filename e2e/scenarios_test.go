@@ -196,6 +196,13 @@ func waitGone(t *testing.T, ns, name string, timeout time.Duration) {
 // Running time.
 func createAndTime(t *testing.T, ns, prefix string, n int, annotations map[string]string) []time.Duration {
 	t.Helper()
+	return timeRunning(t, ns, prefix, createAll(t, ns, prefix, n, annotations))
+}
+
+// createAll creates pods prefix-00 … prefix-(n-1) at once and returns when
+// each was created.
+func createAll(t *testing.T, ns, prefix string, n int, annotations map[string]string) []time.Time {
+	t.Helper()
 	starts := make([]time.Time, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -215,6 +222,14 @@ func createAndTime(t *testing.T, ns, prefix string, n int, annotations map[strin
 	for err := range errs {
 		t.Fatal(err)
 	}
+	return starts
+}
+
+// timeRunning waits until the pods createAll started are all Running and
+// returns each one's create → Running time.
+func timeRunning(t *testing.T, ns, prefix string, starts []time.Time) []time.Duration {
+	t.Helper()
+	n := len(starts)
 	running := make([]time.Time, n)
 	ctx := ctxFor(t, 5*time.Minute)
 	for left := n; left > 0; {
@@ -329,11 +344,11 @@ func TestCreateToRunningRatio(t *testing.T) {
 func TestAgentRestartDuringChurn(t *testing.T) {
 	ns, before := warmNamespace(t, "e2e-churn", cluster.LinkPrefix+"-ch", "10.59.0.0/24")
 	const n = 12
-	done := make(chan []time.Duration, 1)
-	go func() { done <- createAndTime(t, ns, "churn", n, map[string]string{networksAnnot: "br"}) }()
-	time.Sleep(300 * time.Millisecond)
+	starts := createAll(t, ns, "churn", n, map[string]string{networksAnnot: "br"})
+	// The restart goes in once kubelet is setting the pods up.
+	waitCreating(t, ns, "churn-")
 	restartAgent(t)
-	<-done
+	timeRunning(t, ns, "churn", starts)
 	for i := 0; i < n; i++ {
 		_, st := waitStatus(t, ns, fmt.Sprintf("churn-%02d", i), 2)
 		if st[1].Interface != "net1" || len(st[1].IPs) != 1 {
@@ -349,6 +364,69 @@ func TestAgentRestartDuringChurn(t *testing.T) {
 		waitGone(t, ns, fmt.Sprintf("churn-%02d", i), 2*time.Minute)
 	}
 	expectNoLeaks(t, before, 90*time.Second)
+}
+
+// waitCreating waits until kubelet reports a pod named prefix… as creating
+// its containers (its sandbox, and so its CNI ADD, under way), or Running.
+func waitCreating(t *testing.T, ns, prefix string) {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	for {
+		pods, err := env.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, p := range pods.Items {
+				if !strings.HasPrefix(p.Name, prefix) {
+					continue
+				}
+				if p.Status.Phase == corev1.PodRunning {
+					return
+				}
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.State.Waiting != nil && cs.State.Waiting.Reason == "ContainerCreating" {
+						return
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("kubelet started none of the %s pods: %v", prefix, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitKilling waits until kubelet has recorded killing the containers of
+// each of pods: it has seen their deletion.
+func waitKilling(t *testing.T, ns string, pods []string) {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	var missing []string
+	for {
+		evs, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=Killing"})
+		if err == nil {
+			killed := map[string]bool{}
+			for _, e := range evs.Items {
+				if e.Source.Component == "kubelet" {
+					killed[e.InvolvedObject.Name] = true
+				}
+			}
+			missing = missing[:0]
+			for _, p := range pods {
+				if !killed[p] {
+					missing = append(missing, p)
+				}
+			}
+			if len(missing) == 0 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("kubelet did not kill the containers of %v (%v)", missing, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // restartAgent deletes the agent's pod and waits for its replacement.
@@ -380,13 +458,16 @@ func TestAPIServerDownDuringDelete(t *testing.T) {
 		waitStatus(t, ns, fmt.Sprintf("down-%02d", i), 3)
 	}
 	zero := int64(1)
+	var names []string
 	for i := 0; i < n; i++ {
-		if err := env.cs.CoreV1().Pods(ns).Delete(context.Background(), fmt.Sprintf("down-%02d", i), metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		names = append(names, fmt.Sprintf("down-%02d", i))
+		if err := env.cs.CoreV1().Pods(ns).Delete(context.Background(), names[i], metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Let kubelet's watch see the deletions, then take the API away.
-	time.Sleep(500 * time.Millisecond)
+	// Once kubelet has seen the deletions (it is killing the containers),
+	// take the API away.
+	waitKilling(t, ns, names)
 	// Killed, not stopped gracefully: its shutdown would take seconds,
 	// long enough for kubelet to finish before it is down.
 	env.c.KillAPIServer()
@@ -445,6 +526,8 @@ func TestZUninstall(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	// The agent removes it before it exits, and kubelet deletes the pod
+	// only after its container has exited.
 	if _, err := os.Stat(conf); !os.IsNotExist(err) {
 		t.Fatalf("%s still there after uninstall (%v)", conf, err)
 	}
@@ -455,6 +538,7 @@ func TestZUninstall(t *testing.T) {
 	if len(ifs) != 1 || len(ifs["eth0"].Addrs) != 1 || !inSubnet(ifs["eth0"].Addrs[0], cluster.PrimarySubnet) {
 		t.Fatalf("interfaces %+v, want eth0 on the primary network", ifs)
 	}
+	// No agent is left to write one: its pod is gone.
 	if _, ok := p.Annotations["k8s.v1.cni.cncf.io/network-status"]; ok {
 		t.Errorf("a pod started after uninstall has a network-status from plexus")
 	}
