@@ -4,6 +4,7 @@
 # delegates itself. Needs root. Results and their reading: docs/benchmarks.md.
 #
 #   sudo tools/bench/overhead.sh [overhead flags, e.g. -pods 60 -keep]
+#   sudo tools/bench/overhead.sh -burst 500   # load: 500 concurrent ADDs, then DELs
 #
 # Builds the shim, the agent and the benchmark into a temp dir, makes sure
 # the reference plugins are built (tools/cni-plugins.sh), then runs
@@ -13,6 +14,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+export PATH="/usr/local/go/bin:$PATH"
 
 if [ "$(id -u)" != 0 ]; then
   echo "overhead.sh: needs root (network namespaces and links)" >&2
@@ -27,7 +29,7 @@ cleanup() {
   for l in pxbench-up0 pxbench-br0 pxbench-br1; do
     ip link del "$l" 2>/dev/null || true
   done
-  for n in $(ip netns list | awk '{print $1}' | grep '^pxbench-[0-9]*-[dp][0-9]*$' || true); do
+  for n in $(ip netns list | awk '{print $1}' | grep '^pxbench-[0-9]*-[dpb][0-9]*$' || true); do
     ip netns delete "$n" 2>/dev/null || true
   done
 }
@@ -35,13 +37,18 @@ trap cleanup EXIT
 
 plugins="$(tools/cni-plugins.sh)"
 echo "building into $bin" >&2
-# -trimpath and the default flags: the shim as it would be shipped.
+# The binaries as shipped (tools/build.sh's flags: static, stripped), which
+# the burst's memory figures depend on.
 tools/build-shim.sh "$bin/plexus"
-go build -trimpath -o "$bin/plexus-agent" ./agent/cmd/plexus-agent
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/plexus-agent" ./agent/cmd/plexus-agent
 go build -trimpath -o "$bin/overhead" ./tools/bench/overhead
 ls -l "$bin/plexus" | awk '{printf "shim binary: %d bytes\n", $5}' >&2
 
-if command -v hyperfine >/dev/null; then
+burst=false
+for a in "$@"; do
+  case "$a" in -burst | -burst=* | --burst | --burst=*) burst=true ;; esac
+done
+if ! $burst && command -v hyperfine >/dev/null; then
   # A second opinion on the shim's start-up, from a tool outside Go.
   echo "## hyperfine: shim start-up (CNI_COMMAND=VERSION)"
   echo

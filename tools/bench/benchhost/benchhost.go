@@ -86,3 +86,53 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// Links lists the links in the namespace at netnsPath other than lo, each
+// with its IPv4 addresses: after ADD exactly the pod's interfaces, after DEL
+// nothing.
+func Links(netnsPath string) (map[string][]net.IP, error) {
+	out := map[string][]net.IP{}
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return fmt.Errorf("list links in %s: %w", netnsPath, err)
+		}
+		for _, l := range links {
+			if l.Attrs().Name == "lo" {
+				continue
+			}
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			if err != nil {
+				return fmt.Errorf("addresses of %s in %s: %w", l.Attrs().Name, netnsPath, err)
+			}
+			ips := []net.IP{}
+			for _, a := range addrs {
+				ips = append(ips, a.IP)
+			}
+			out[l.Attrs().Name] = ips
+		}
+		return nil
+	})
+	return out, err
+}
+
+// BridgePorts counts the links enslaved to the named bridges on the host.
+func BridgePorts(bridges ...string) (int, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 0, fmt.Errorf("list host links: %w", err)
+	}
+	masters := map[int]bool{}
+	for _, l := range links {
+		if slices.Contains(bridges, l.Attrs().Name) {
+			masters[l.Attrs().Index] = true
+		}
+	}
+	n := 0
+	for _, l := range links {
+		if masters[l.Attrs().MasterIndex] {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -6,10 +6,16 @@
 // in a fresh network namespace, and every ADD is checked to have produced
 // the interfaces before its time counts.
 //
+// With -burst N it measures load instead (burst.go): N pods with eth0 and
+// one secondary network ADDed all at once through the shim, then DELeted
+// all at once, checking every pod and everything left behind, and the
+// agent's peak memory.
+//
 // It needs root and the binaries built; tools/bench/overhead.sh builds them
 // and runs it. docs/benchmarks.md has the results and their reading.
 //
 //	overhead -shim BIN -agent BIN -plugins DIR [-pods 40] [-exec-runs 200] [-breakdown=true]
+//	overhead -shim BIN -agent BIN -plugins DIR -burst 500 [-call-timeout 2m] [-max-rss-mib 64] [-max-concurrent N]
 package main
 
 import (
@@ -43,6 +49,11 @@ type options struct {
 	pods, warmup         int
 	execRuns             int
 	breakdown            bool
+	// burst mode
+	burst         int
+	callTimeout   time.Duration
+	maxConcurrent int
+	maxRSSMiB     float64
 }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
@@ -57,8 +68,16 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.IntVar(&o.warmup, "warmup", 3, "unmeasured pods per path first (page cache, bridges, first exec)")
 	fs.IntVar(&o.execRuns, "exec-runs", 200, "execs of the shim (CNI_COMMAND=VERSION) for the start-up cost")
 	fs.BoolVar(&o.breakdown, "breakdown", true, "also run the pods against an in-process agent that times its own work")
+	fs.IntVar(&o.burst, "burst", 0, "instead: ADD this many pods at once, then DEL them at once (load benchmark, 1–1000)")
+	fs.DurationVar(&o.callTimeout, "call-timeout", 2*time.Minute, "burst: deadline of each runtime call, as kubelet's runtime-request-timeout; a call past it counts as retriable")
+	fs.IntVar(&o.maxConcurrent, "max-concurrent", 0, "the agent's maxConcurrent (0: its default, 64)")
+	fs.Float64Var(&o.maxRSSMiB, "max-rss-mib", 64, "burst: fail if the agent's peak RSS (VmHWM) exceeds this")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.burst < 0 || o.burst > 1000 {
+		// A Linux bridge takes at most 1024 ports.
+		return fmt.Errorf("-burst must be between 1 and 1000")
 	}
 	if o.shim == "" || o.agent == "" || o.plugins == "" {
 		return fmt.Errorf("-shim, -agent and -plugins are required")
@@ -84,6 +103,15 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	}()
 
 	host, _ := os.Hostname()
+	if o.burst > 0 {
+		fmt.Fprintf(out, "# Plexus burst of %d concurrent ADDs, then DELs — %s, %s, %d CPUs, %s\n\n", o.burst, time.Now().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version())
+		fmt.Fprintf(out, "load average at start: %s\n\n", benchhost.LoadAvg())
+		defer func() { fmt.Fprintf(out, "load average at end: %s\n", benchhost.LoadAvg()) }()
+		if err := env.startAgent(ctx); err != nil {
+			return err
+		}
+		return env.runBurst(ctx, out)
+	}
 	fmt.Fprintf(out, "# Plexus pod ADD/DEL overhead — %s, %s, %d CPUs, %s\n\n", time.Now().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(out, "load average at start: %s\n\n", benchhost.LoadAvg())
 	defer func() { fmt.Fprintf(out, "load average at end: %s\n", benchhost.LoadAvg()) }()

@@ -139,7 +139,7 @@ func (e *env) plexusPod(ctx context.Context, tg *target, i int) (podTiming, erro
 // with an IPv4 address from its network's subnet) or after DEL (none
 // left). A timing of a call that did not do its job would be meaningless.
 func (e *env) verify(netnsPath string, added bool) error {
-	return benchhost.VerifyInterfaces(netnsPath, e.ifnames[:], subnets[:], added)
+	return benchhost.VerifyInterfaces(netnsPath, e.ifnames, e.subnets, added)
 }
 
 // execClock is the agent's plugin executor with a stopwatch: the time the

@@ -39,7 +39,11 @@ const (
 )
 
 // Subnets of the three networks; DEL after every ADD keeps them from filling.
-var subnets = [3]string{"10.251.0.0/24", "10.251.1.0/24", "10.251.2.0/24"}
+var subnets = []string{"10.251.0.0/24", "10.251.1.0/24", "10.251.2.0/24"}
+
+// burstSubnets are the burst's two networks (eth0, net1): all its pods are
+// attached at once, so each needs room for -burst addresses.
+var burstSubnets = []string{"10.251.16.0/20", "10.251.32.0/20"}
 
 // env is the benchmark's world: the scratch dir, the host links, the agent
 // processes, and the namespaces still alive.
@@ -48,16 +52,28 @@ type env struct {
 	dir      string
 	ownDir   bool
 	runtime  *libcni.CNIConfig
-	lists    [3]*libcni.NetworkConfigList // eth0, net1, net2
-	ifnames  [3]string
+	lists    []*libcni.NetworkConfigList // eth0, net1[, net2]
+	ifnames  []string
+	subnets  []string
+	metrics  string // the agent's healthAddress, in burst mode
 	agentCmd *exec.Cmd
+	agent    *childproc.Process
 	agentLog *os.File
 	cancels  []func()
 	netns    map[string]bool
 }
 
 func setUp(o *options) (*env, error) {
-	e := &env{o: o, dir: o.workDir, ifnames: [3]string{"eth0", "net1", "net2"}, netns: map[string]bool{}}
+	e := &env{o: o, dir: o.workDir, ifnames: []string{"eth0", "net1", "net2"}, subnets: subnets, netns: map[string]bool{}}
+	if o.burst > 0 {
+		// The burst's pod: eth0 and one NAD, both bridge + host-local.
+		e.ifnames, e.subnets = e.ifnames[:2], burstSubnets
+		addr, err := freeLocalPort()
+		if err != nil {
+			return nil, err
+		}
+		e.metrics = addr
+	}
 	if e.dir == "" {
 		d, err := os.MkdirTemp("", "pxbench-")
 		if err != nil {
@@ -76,9 +92,10 @@ func setUp(o *options) (*env, error) {
 	return e, nil
 }
 
-// delegateConfs are the three delegate conflists, shared byte for byte by
-// the direct path and the agent (cluster conf file and NADs).
-func (e *env) delegateConfs() [3]string {
+// delegateConfs are the delegate conflists (three, or the burst's first
+// two), shared byte for byte by the direct path and the agent (cluster conf
+// file and NADs).
+func (e *env) delegateConfs() []string {
 	ipam := func(subnet string, route bool) map[string]any {
 		m := map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": subnet}}}, "dataDir": filepath.Join(e.dir, "ipam")}
 		if route {
@@ -86,12 +103,14 @@ func (e *env) delegateConfs() [3]string {
 		}
 		return m
 	}
-	lists := [3]map[string]any{
-		{"cniVersion": "1.1.0", "name": "pxbench-cluster", "plugins": []any{map[string]any{"type": "bridge", "bridge": bridge0, "isGateway": true, "ipam": ipam(subnets[0], true)}}},
-		{"cniVersion": "1.1.0", "name": "pxbench-blue", "plugins": []any{map[string]any{"type": "bridge", "bridge": bridge1, "ipam": ipam(subnets[1], false)}}},
-		{"cniVersion": "1.1.0", "name": "pxbench-mv", "plugins": []any{map[string]any{"type": "macvlan", "master": uplink, "mode": "bridge", "ipam": ipam(subnets[2], false)}}},
+	lists := []map[string]any{
+		{"cniVersion": "1.1.0", "name": "pxbench-cluster", "plugins": []any{map[string]any{"type": "bridge", "bridge": bridge0, "isGateway": true, "ipam": ipam(e.subnets[0], true)}}},
+		{"cniVersion": "1.1.0", "name": "pxbench-blue", "plugins": []any{map[string]any{"type": "bridge", "bridge": bridge1, "ipam": ipam(e.subnets[1], false)}}},
 	}
-	var out [3]string
+	if len(e.subnets) > 2 {
+		lists = append(lists, map[string]any{"cniVersion": "1.1.0", "name": "pxbench-mv", "plugins": []any{map[string]any{"type": "macvlan", "master": uplink, "mode": "bridge", "ipam": ipam(e.subnets[2], false)}}})
+	}
+	out := make([]string, len(lists))
 	for i, l := range lists {
 		b, _ := json.Marshal(l) // plain maps and strings cannot fail
 		out[i] = string(b)
@@ -104,15 +123,19 @@ func (e *env) writeFiles() error {
 	nad := func(name, conf string) string {
 		return fmt.Sprintf("apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  config: '%s'\n", name, podNS, conf)
 	}
-	pod := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n  uid: 5e0b1c9e-0000-4000-8000-00000000beef\n  annotations:\n    k8s.v1.cni.cncf.io/networks: '[{\"name\":\"blue\"},{\"name\":\"mv\"}]'\n", podName, podNS)
 	files := map[string]string{
 		"agent/net.d/10-pxbench-cluster.conflist": confs[0],
-		"agent/manifests/nads.yaml":               nad("blue", confs[1]) + "---\n" + nad("mv", confs[2]),
-		"agent/manifests/pod.yaml":                pod,
 		"agent/agent.yaml":                        e.agentConfig("agent"),
-		"inproc/agent.yaml":                       e.agentConfig("inproc"),
 		"runtime/net.d/00-plexus.conflist":        plexusConf(filepath.Join(e.dir, "agent", "agent.sock")),
-		"runtime/net.d-inproc/00-plexus.conflist": plexusConf(filepath.Join(e.dir, "inproc", "agent.sock")),
+	}
+	if e.o.burst > 0 {
+		files["agent/manifests/nads.yaml"] = nad("blue", confs[1])
+		files["agent/manifests/pods.yaml"] = burstPods(e.o.burst)
+	} else {
+		files["agent/manifests/nads.yaml"] = nad("blue", confs[1]) + "---\n" + nad("mv", confs[2])
+		files["agent/manifests/pod.yaml"] = fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n  uid: 5e0b1c9e-0000-4000-8000-00000000beef\n  annotations:\n    k8s.v1.cni.cncf.io/networks: '[{\"name\":\"blue\"},{\"name\":\"mv\"}]'\n", podName, podNS)
+		files["inproc/agent.yaml"] = e.agentConfig("inproc")
+		files["runtime/net.d-inproc/00-plexus.conflist"] = plexusConf(filepath.Join(e.dir, "inproc", "agent.sock"))
 	}
 	for name, data := range files {
 		p := filepath.Join(e.dir, name)
@@ -123,6 +146,7 @@ func (e *env) writeFiles() error {
 			return fmt.Errorf("write %s: %w", p, err)
 		}
 	}
+	e.lists = make([]*libcni.NetworkConfigList, len(confs))
 	for i, c := range confs {
 		l, err := libcni.NetworkConfFromBytes([]byte(c))
 		if err != nil {
@@ -150,8 +174,15 @@ func (e *env) writeFiles() error {
 
 func (e *env) agentConfig(sub string) string {
 	d := filepath.Join(e.dir, sub)
-	return fmt.Sprintf("socket: %s\nstateDir: %s\ncniConfDir: %s\nbinDirs: [%s]\nclusterNetwork: pxbench-cluster\nlocal:\n  manifestsDir: %s\n",
+	c := fmt.Sprintf("socket: %s\nstateDir: %s\ncniConfDir: %s\nbinDirs: [%s]\nclusterNetwork: pxbench-cluster\nlocal:\n  manifestsDir: %s\n",
 		filepath.Join(d, "agent.sock"), filepath.Join(d, "state"), filepath.Join(e.dir, "agent", "net.d"), e.o.plugins, filepath.Join(e.dir, "agent", "manifests"))
+	if e.metrics != "" && sub == "agent" {
+		c += fmt.Sprintf("healthAddress: %s\n", e.metrics)
+	}
+	if e.o.maxConcurrent > 0 {
+		c += fmt.Sprintf("maxConcurrent: %d\n", e.o.maxConcurrent)
+	}
+	return c
 }
 
 func plexusConf(socket string) string {
@@ -163,6 +194,13 @@ func plexusConf(socket string) string {
 // run is replaced.
 func (e *env) createUplink() error {
 	benchhost.DelLink(uplink)
+	// Stale bridges would carry a previous run's state; the bridge plugin
+	// recreates them on the first ADD.
+	benchhost.DelLink(bridge0)
+	benchhost.DelLink(bridge1)
+	if len(e.ifnames) < 3 {
+		return nil // no macvlan network
+	}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: uplink}, PeerName: uplinkPeer}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s/%s: %w", uplink, uplinkPeer, err)
@@ -176,10 +214,6 @@ func (e *env) createUplink() error {
 			return fmt.Errorf("set %s up: %w", n, err)
 		}
 	}
-	// Stale bridges would carry a previous run's state; the bridge plugin
-	// recreates them on the first ADD.
-	benchhost.DelLink(bridge0)
-	benchhost.DelLink(bridge1)
 	return nil
 }
 
@@ -210,7 +244,7 @@ func (e *env) startAgent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
-	e.agentCmd = cmd
+	e.agentCmd, e.agent = cmd, proc
 	e.cancels = append(e.cancels, func() { proc.Stop(syscall.SIGTERM, 5*time.Second) })
 	return e.waitReady(ctx, e.binaryTarget().list, proc.Exited(), proc.Err)
 }
