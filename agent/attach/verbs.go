@@ -96,10 +96,8 @@ func (m *Manager) cachedRecord(path []string, containerID, ifname string) (*reco
 	if err != nil {
 		return nil, err
 	}
-	others, _, err := m.records.List()
-	if err != nil {
-		return nil, err
-	}
+	// Best effort: a record that cannot be read claims nothing.
+	others, _, _ := m.records.List()
 	claimed := map[string]bool{}
 	for _, r := range others {
 		if r.ContainerID == containerID {
