@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
-	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -44,16 +42,12 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 	}
 	restCfg.UserAgent = "plexus-agent/" + Version
 	restCfg.QPS, restCfg.Burst = cfg.Kubernetes.QPS, cfg.Kubernetes.Burst
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	nads, err := nadclient.NewForConfig(restCfg)
+	client, err := kube.NewClient(restCfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	sources, informers, err := kube.NewSources(kube.Options{
-		Client: client, NADClient: nads, NodeName: node,
+		Client: client, NodeName: node,
 		PodWait: time.Duration(cfg.Kubernetes.PodWaitSeconds * float64(time.Second)),
 	})
 	if err != nil {

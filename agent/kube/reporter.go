@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/selection"
@@ -24,7 +23,7 @@ const Component = "plexus-agent"
 // Reporter publishes a pod's network-status as a merge patch of its
 // annotations (never a PUT of the pod or its status) and records Events.
 type Reporter struct {
-	Client   kubernetes.Interface
+	Client   *Client
 	NodeName string
 }
 
@@ -57,7 +56,7 @@ func (r *Reporter) Report(ctx context.Context, pod *source.Pod, status []netstat
 			errs[i] = r.event(ctx, pod, corev1.EventTypeNormal, "AddedInterface", msg)
 		}()
 	}
-	_, patchErr := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component})
+	patchErr := r.Client.PatchPod(ctx, pod.Namespace, pod.Name, patch, Component)
 	wg.Wait()
 	if patchErr != nil {
 		return fmt.Errorf("patch network-status of pod %s/%s: %w", pod.Namespace, pod.Name, patchErr)
@@ -95,7 +94,7 @@ func (r *Reporter) event(ctx context.Context, pod *source.Pod, typ, reason, msg 
 		LastTimestamp:  now,
 		Count:          1,
 	}
-	if _, err := r.Client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	if err := r.Client.CreateEvent(ctx, ev); err != nil {
 		return fmt.Errorf("create %s event %s: %w", typ, reason, err)
 	}
 	return nil

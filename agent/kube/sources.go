@@ -6,22 +6,18 @@ package kube
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
-	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
-	nadinformers "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/informers/externalversions"
-	nadlisters "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/listers/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
@@ -32,20 +28,17 @@ const liveGetTimeout = 10 * time.Second
 
 // Sources serves pods and NADs from informer caches.
 type Sources struct {
-	client kubernetes.Interface
-	nads   nadclient.Interface
-	pods   corelisters.PodLister
-	nadLs  nadlisters.NetworkAttachmentDefinitionLister
+	client *Client
+	pods   cache.Indexer
+	nads   cache.Indexer
 	// PodWait bounds how long GetPod waits for the cache to see a pod it
 	// does not know yet before one live GET.
 	podWait time.Duration
-	synced  []cache.InformerSynced
 }
 
 // Options configures Sources.
 type Options struct {
-	Client    kubernetes.Interface
-	NADClient nadclient.Interface
+	Client *Client
 	// NodeName restricts the pod informer to this node's pods.
 	NodeName string
 	// PodWait: see Sources; 0 means 2s.
@@ -61,50 +54,52 @@ func NewSources(o Options) (*Sources, *Informers, error) {
 	if o.PodWait == 0 {
 		o.PodWait = 2 * time.Second
 	}
-	podFactory := informers.NewSharedInformerFactoryWithOptions(o.Client, o.Resync,
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-			lo.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", o.NodeName).String()
-		}),
-		informers.WithTransform(trimPod))
-	podInformer := podFactory.Core().V1().Pods()
-	nadFactory := nadinformers.NewSharedInformerFactory(o.NADClient, o.Resync)
-	nadInformer := nadFactory.K8sCniCncfIo().V1().NetworkAttachmentDefinitions()
-	s := &Sources{
-		client:  o.Client,
-		pods:    podInformer.Lister(),
-		nadLs:   nadInformer.Lister(),
-		podWait: o.PodWait,
-		synced:  []cache.InformerSynced{podInformer.Informer().HasSynced, nadInformer.Informer().HasSynced},
+	podLW := cache.NewListWatchFromClient(o.Client.core, "pods", metav1.NamespaceAll,
+		fields.OneTermEqualSelector("spec.nodeName", o.NodeName))
+	pods := cache.NewSharedIndexInformerWithOptions(podLW, &corev1.Pod{}, cache.SharedIndexInformerOptions{ResyncPeriod: o.Resync})
+	nadLW := cache.NewListWatchFromClient(o.Client.nads, "network-attachment-definitions", metav1.NamespaceAll, fields.Everything())
+	nads := cache.NewSharedIndexInformerWithOptions(nadLW, &nadv1.NetworkAttachmentDefinition{}, cache.SharedIndexInformerOptions{ResyncPeriod: o.Resync})
+	for _, x := range []struct {
+		inf cache.SharedIndexInformer
+		tr  cache.TransformFunc
+	}{{pods, trimPod}, {nads, trimNAD}} {
+		if err := x.inf.SetTransform(x.tr); err != nil {
+			return nil, nil, err
+		}
 	}
-	return s, &Informers{pods: podFactory, nads: nadFactory, synced: s.synced}, nil
+	s := &Sources{client: o.Client, pods: pods.GetIndexer(), nads: nads.GetIndexer(), podWait: o.PodWait}
+	return s, &Informers{informers: []cache.SharedIndexInformer{pods, nads}}, nil
 }
 
 // Informers runs the informers.
 type Informers struct {
-	pods   informers.SharedInformerFactory
-	nads   nadinformers.SharedInformerFactory
-	synced []cache.InformerSynced
+	informers []cache.SharedIndexInformer
+	wg        sync.WaitGroup
 }
 
 // Start runs the informers until ctx ends and waits, at most until syncCtx
 // ends, for their first sync.
 func (i *Informers) Start(ctx, syncCtx context.Context) error {
-	i.pods.Start(ctx.Done())
-	i.nads.Start(ctx.Done())
-	if !cache.WaitForCacheSync(syncCtx.Done(), i.synced...) {
+	synced := make([]cache.InformerSynced, 0, len(i.informers))
+	for _, inf := range i.informers {
+		i.wg.Go(func() { inf.Run(ctx.Done()) })
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
 		return fmt.Errorf("kube: informer caches did not sync: %w", context.Cause(syncCtx))
 	}
 	return nil
 }
 
-// Shutdown waits for the pod informer's goroutines after ctx ended (the NAD
-// client's generated factory has no such wait; its goroutines exit with ctx).
+// Shutdown waits for the informers' goroutines after ctx ended.
 func (i *Informers) Shutdown() {
-	i.pods.Shutdown()
+	i.wg.Wait()
 }
 
 // trimPod keeps only what the agent reads of a pod, so the cache of a busy
-// node stays small: identity and annotations.
+// node stays small: identity and the two annotations selection reads (not
+// the others: kubectl's last-applied-configuration alone holds the whole
+// pod, and the network-status the agent writes comes back in every event).
 func trimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -116,9 +111,44 @@ func trimPod(obj any) (any, error) {
 			Namespace:       pod.Namespace,
 			UID:             pod.UID,
 			ResourceVersion: pod.ResourceVersion,
-			Annotations:     pod.Annotations,
+			Annotations:     keep(pod.Annotations, selection.NetworksAnnotation, selection.DefaultNetworkAnnotation),
 		},
 		Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName},
+	}, nil
+}
+
+// keep returns the given keys of m, nil if it has none of them.
+func keep(m map[string]string, keys ...string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = make(map[string]string, len(keys))
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// trimNAD keeps what resolve reads of a NAD (spec.config and the
+// resourceName annotation) and its identity: every NAD of the cluster is
+// cached, and managedFields and the last-applied annotation of kubectl
+// apply can each be as large as the config.
+func trimNAD(obj any) (any, error) {
+	nad, ok := obj.(*nadv1.NetworkAttachmentDefinition)
+	if !ok {
+		return obj, nil
+	}
+	return &nadv1.NetworkAttachmentDefinition{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            nad.Name,
+			Namespace:       nad.Namespace,
+			UID:             nad.UID,
+			ResourceVersion: nad.ResourceVersion,
+			Annotations:     keep(nad.Annotations, resolve.ResourceNameAnnotation),
+		},
+		Spec: nad.Spec,
 	}, nil
 }
 
@@ -126,11 +156,20 @@ func toPod(p *corev1.Pod) *source.Pod {
 	return &source.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Annotations: p.Annotations}
 }
 
+// cachedPod is the pod from the cache, nil if it is not there.
+func (s *Sources) cachedPod(namespace, name string) *source.Pod {
+	obj, ok, err := s.pods.GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil
+	}
+	return toPod(obj.(*corev1.Pod))
+}
+
 // GetPod implements source.PodGetter: the cache, then a short wait for a
 // pod the cache has not seen yet, then one live GET.
 func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.Pod, error) {
-	if p, err := s.pods.Pods(namespace).Get(name); err == nil {
-		return toPod(p), nil
+	if p := s.cachedPod(namespace, name); p != nil {
+		return p, nil
 	}
 	deadline := time.NewTimer(s.podWait)
 	defer deadline.Stop()
@@ -143,14 +182,14 @@ func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.P
 		case <-deadline.C:
 			waiting = false
 		case <-tick.C:
-			if p, err := s.pods.Pods(namespace).Get(name); err == nil {
-				return toPod(p), nil
+			if p := s.cachedPod(namespace, name); p != nil {
+				return p, nil
 			}
 		}
 	}
 	getCtx, cancel := context.WithTimeout(ctx, liveGetTimeout)
 	defer cancel()
-	p, err := s.client.CoreV1().Pods(namespace).Get(getCtx, name, metav1.GetOptions{})
+	p, err := s.client.GetPod(getCtx, namespace, name)
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("pod %s/%s: %w", namespace, name, source.ErrNotFound)
 	}
@@ -165,14 +204,14 @@ func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.P
 // a moment ago: the runtime retries the ADD). No API read: the cluster
 // network's bare name is looked up as a NAD on every ADD.
 func (s *Sources) GetNAD(_ context.Context, namespace, name string) (*nadv1.NetworkAttachmentDefinition, error) {
-	n, err := s.nadLs.NetworkAttachmentDefinitions(namespace).Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("NetworkAttachmentDefinition %s/%s: %w", namespace, name, source.ErrNotFound)
-	}
+	obj, ok, err := s.nads.GetByKey(namespace + "/" + name)
 	if err != nil {
 		return nil, fmt.Errorf("NetworkAttachmentDefinition %s/%s from the cache: %w", namespace, name, err)
 	}
-	return n, nil
+	if !ok {
+		return nil, fmt.Errorf("NetworkAttachmentDefinition %s/%s: %w", namespace, name, source.ErrNotFound)
+	}
+	return obj.(*nadv1.NetworkAttachmentDefinition), nil
 }
 
 var (

@@ -9,18 +9,24 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
+
+// API is what DaemonSetGone reads (agent/kube.Client).
+type API interface {
+	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	DaemonSetMeta(ctx context.Context, namespace, name string) (*metav1.ObjectMeta, error)
+}
 
 // DaemonSetGone reports whether the DaemonSet that owns pod ns/name is
 // gone or being deleted. A pod without a DaemonSet owner, or a DaemonSet
 // replaced by a new one of the same name (another UID) that is not being
 // deleted, is not an uninstall. Errors mean "cannot tell": callers keep
 // the conflist.
-func DaemonSetGone(ctx context.Context, cs kubernetes.Interface, ns, name string) (bool, error) {
-	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+func DaemonSetGone(ctx context.Context, api API, ns, name string) (bool, error) {
+	pod, err := api.GetPod(ctx, ns, name)
 	if err != nil {
 		return false, fmt.Errorf("get own pod %s/%s: %w", ns, name, err)
 	}
@@ -28,7 +34,7 @@ func DaemonSetGone(ctx context.Context, cs kubernetes.Interface, ns, name string
 		if ref.Kind != "DaemonSet" || ref.Controller == nil || !*ref.Controller {
 			continue
 		}
-		ds, err := cs.AppsV1().DaemonSets(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+		ds, err := api.DaemonSetMeta(ctx, ns, ref.Name)
 		if apierrors.IsNotFound(err) {
 			return true, nil
 		}

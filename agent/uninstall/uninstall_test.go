@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/plexus-cni/plexus/agent/kube"
 	"github.com/plexus-cni/plexus/internal/apiservertest"
 )
 
@@ -17,6 +18,11 @@ import (
 func TestDaemonSetGone(t *testing.T) {
 	srv := apiservertest.Start(t)
 	cs, err := kubernetes.NewForConfig(srv.Config(apiservertest.AdminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent's own client for the call, the clientset to set up.
+	api, err := kube.NewClient(srv.Config(apiservertest.AdminToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +63,7 @@ func TestDaemonSetGone(t *testing.T) {
 	}
 	check := func(what, pod string, want, wantErr bool) {
 		t.Helper()
-		got, err := DaemonSetGone(ctx, cs, ns, pod)
+		got, err := DaemonSetGone(ctx, api, ns, pod)
 		if (err != nil) != wantErr || got != want {
 			t.Fatalf("%s: got %t, %v; want %t, error %t", what, got, err, want, wantErr)
 		}
