@@ -11,7 +11,6 @@
 package burst
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -129,8 +128,8 @@ func TestBurst(t *testing.T) {
 	// the cache. Let start-up garbage settle, then sample.
 	time.Sleep(2 * time.Second)
 	idle := sampleFor(pid, 5*time.Second, 100*time.Millisecond)
-	idleSt := readStatus(pid)
-	startHWM := idleSt.hwm
+	idleSt := benchhost.ReadProcStatus(pid)
+	startHWM := idleSt.HWM
 	cpu0 := cpuSeconds(pid)
 
 	// ADD burst.
@@ -138,7 +137,7 @@ func TestBurst(t *testing.T) {
 	sampler := startSampler(pid, o.sampleTick)
 	add := b.burst(ctx, true)
 	addPeak := sampler.stop()
-	addHWM := readStatus(pid).hwm
+	addHWM := benchhost.ReadProcStatus(pid).HWM
 	cpuAdd := cpuSeconds(pid) - cpu0
 	if len(add.errs) > 0 {
 		t.Fatalf("%d of %d ADDs failed; first: %v (agent log %s)", len(add.errs), o.pods, add.errs[0], filepath.Join(b.dir, "agent.log"))
@@ -149,7 +148,7 @@ func TestBurst(t *testing.T) {
 	// Settled after the burst.
 	time.Sleep(3 * time.Second)
 	after := sampleFor(pid, 3*time.Second, 100*time.Millisecond)
-	afterSt := readStatus(pid)
+	afterSt := benchhost.ReadProcStatus(pid)
 
 	// DEL burst.
 	auditBefore = len(b.api.AgentRequests(t))
@@ -157,7 +156,7 @@ func TestBurst(t *testing.T) {
 	sampler = startSampler(pid, o.sampleTick)
 	del := b.burst(ctx, false)
 	delPeak := sampler.stop()
-	delHWM := readStatus(pid).hwm
+	delHWM := benchhost.ReadProcStatus(pid).HWM
 	cpuDel := cpuSeconds(pid) - cpu1
 	if len(del.errs) > 0 {
 		t.Fatalf("%d of %d DELs failed; first: %v", len(del.errs), o.pods, del.errs[0])
@@ -174,12 +173,12 @@ func TestBurst(t *testing.T) {
 	w := os.Stdout
 	fmt.Fprintf(w, "\nagent: maxConcurrent %d, extra env %q, RSS sampled every %v\n", maxConc, o.agentEnv, o.sampleTick)
 	fmt.Fprintf(w, "\n| agent memory, MiB | RSS min | RSS median | RSS max | VmHWM |\n|---|---:|---:|---:|---:|\n")
-	fmt.Fprintf(w, "| idle, informers synced (%d pods cached), 5 s | %s | %s | %s | %s |\n", o.pods, mib(idle.min), mib(idle.median), mib(idle.max), mib(startHWM))
-	fmt.Fprintf(w, "| during %d concurrent ADDs (%d samples) | %s | %s | **%s** | %s |\n", o.pods, addPeak.n, mib(addPeak.min), mib(addPeak.median), mib(addPeak.max), mib(addHWM))
-	fmt.Fprintf(w, "| 3 s after the ADD burst, 3 s | %s | %s | %s | |\n", mib(after.min), mib(after.median), mib(after.max))
-	fmt.Fprintf(w, "| during %d concurrent DELs (%d samples) | %s | %s | %s | %s |\n", o.pods, delPeak.n, mib(delPeak.min), mib(delPeak.median), mib(delPeak.max), mib(delHWM))
-	fmt.Fprintf(w, "| 3 s after the DEL burst, 3 s | %s | %s | %s | |\n", mib(afterDel.min), mib(afterDel.median), mib(afterDel.max))
-	fmt.Fprintf(w, "\nRSS split (RssAnon + RssFile, MiB): idle %s + %s, after the ADD burst %s + %s\n", mib(idleSt.anon), mib(idleSt.file), mib(afterSt.anon), mib(afterSt.file))
+	fmt.Fprintf(w, "| idle, informers synced (%d pods cached), 5 s | %s | %s | %s | %s |\n", o.pods, benchhost.MiB(idle.min), benchhost.MiB(idle.median), benchhost.MiB(idle.max), benchhost.MiB(startHWM))
+	fmt.Fprintf(w, "| during %d concurrent ADDs (%d samples) | %s | %s | **%s** | %s |\n", o.pods, addPeak.n, benchhost.MiB(addPeak.min), benchhost.MiB(addPeak.median), benchhost.MiB(addPeak.max), benchhost.MiB(addHWM))
+	fmt.Fprintf(w, "| 3 s after the ADD burst, 3 s | %s | %s | %s | |\n", benchhost.MiB(after.min), benchhost.MiB(after.median), benchhost.MiB(after.max))
+	fmt.Fprintf(w, "| during %d concurrent DELs (%d samples) | %s | %s | %s | %s |\n", o.pods, delPeak.n, benchhost.MiB(delPeak.min), benchhost.MiB(delPeak.median), benchhost.MiB(delPeak.max), benchhost.MiB(delHWM))
+	fmt.Fprintf(w, "| 3 s after the DEL burst, 3 s | %s | %s | %s | |\n", benchhost.MiB(afterDel.min), benchhost.MiB(afterDel.median), benchhost.MiB(afterDel.max))
+	fmt.Fprintf(w, "\nRSS split (RssAnon + RssFile, MiB): idle %s + %s, after the ADD burst %s + %s\n", benchhost.MiB(idleSt.Anon), benchhost.MiB(idleSt.File), benchhost.MiB(afterSt.Anon), benchhost.MiB(afterSt.File))
 	fmt.Fprintf(w, "agent threads: idle %d, peak during ADD %d, during DEL %d\n", idle.threads, addPeak.threads, delPeak.threads)
 	fmt.Fprintf(w, "\n| %d concurrent | wall | per-call median | p90 | max | min | agent CPU |\n|---|---:|---:|---:|---:|---:|---:|\n", o.pods)
 	fmt.Fprintf(w, "| ADD | %.1f s | %s | %s | %s | %s | %.1f s |\n", add.wall.Seconds(), secs(add.pct(50)), secs(add.pct(90)), secs(add.pct(100)), secs(add.pct(0)), cpuAdd)
@@ -577,46 +576,6 @@ func verifyNetns(path string, added bool) error {
 	return benchhost.VerifyInterfaces(path, ifnames[:], subnets[:], added)
 }
 
-// procStatus is what /proc/<pid>/status says about memory, in bytes.
-type procStatus struct {
-	rss, hwm, anon, file int64
-	threads              int
-}
-
-func readStatus(pid int) procStatus {
-	var s procStatus
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		fs := strings.Fields(v)
-		if len(fs) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseInt(fs[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			s.rss = n * 1024
-		case "VmHWM":
-			s.hwm = n * 1024
-		case "RssAnon":
-			s.anon = n * 1024
-		case "RssFile":
-			s.file = n * 1024
-		case "Threads":
-			s.threads = int(n)
-		}
-	}
-	return s
-}
-
 // cpuSeconds is the process's user + system CPU time.
 func cpuSeconds(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -652,9 +611,9 @@ func sampleFor(pid int, d, every time.Duration) rssStats {
 	var samples []int64
 	threads := 0
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(every) {
-		st := readStatus(pid)
-		samples = append(samples, st.rss)
-		threads = max(threads, st.threads)
+		st := benchhost.ReadProcStatus(pid)
+		samples = append(samples, st.RSS)
+		threads = max(threads, st.Threads)
 	}
 	return stats(samples, threads)
 }
@@ -672,9 +631,9 @@ func startSampler(pid int, every time.Duration) *sampler {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
-			st := readStatus(pid)
-			samples = append(samples, st.rss)
-			threads = max(threads, st.threads)
+			st := benchhost.ReadProcStatus(pid)
+			samples = append(samples, st.RSS)
+			threads = max(threads, st.Threads)
 			select {
 			case <-s.done:
 				s.out <- stats(samples, threads)
@@ -687,8 +646,6 @@ func startSampler(pid int, every time.Duration) *sampler {
 }
 
 func (s *sampler) stop() rssStats { close(s.done); return <-s.out }
-
-func mib(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 

@@ -1,0 +1,571 @@
+// Package scale is the scale benchmark: the plexus-agent binary in
+// Kubernetes mode against a real kube-apiserver holding many pods (default
+// 10,000, 110 of them on the agent's node) and many NADs (default 2,000).
+// It measures the time to sync, the agent's memory after the sync, and
+// checks that ADDs are served from the informer caches (no API read).
+// Results and their reading: docs/benchmarks.md. Run it with
+//
+//	sudo tools/bench/scale.sh
+//
+// It is a test only so that it can use apiservertest.Start; without
+// PLEXUS_BENCH_SCALE=1 it skips.
+package scale
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/plexus-cni/plexus/internal/apiservertest"
+	"github.com/plexus-cni/plexus/internal/cnitest"
+	"github.com/plexus-cni/plexus/tools/bench/benchhost"
+)
+
+// Exact names of what the benchmark creates on the host.
+const (
+	nodeName   = "pxscale-node"
+	clusterNet = "pxscale-cluster"
+	namespaces = 20
+	// rssTarget is issue 11's: the agent after sync on a 10,000-pod cluster.
+	rssTarget = 32 << 20
+)
+
+var (
+	bridges = [3]string{"pxscale0", "pxscale1", "pxscale2"} // eth0, net1, net2
+	subnets = [3]string{"10.190.0.0/16", "10.191.0.0/16", "10.192.0.0/16"}
+	ifnames = [3]string{"eth0", "net1", "net2"}
+)
+
+type options struct {
+	pods, nodePods, nads, adds int
+	binDir                     string
+	// agents to measure, in order: name → plexus-agent binary; the
+	// first is binDir's.
+	agents [][2]string
+}
+
+func envInt(t *testing.T, name string, def, lo int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo {
+		t.Fatalf("%s=%q: want a number ≥ %d", name, v, lo)
+	}
+	return n
+}
+
+func envOptions(t *testing.T) options {
+	o := options{
+		pods:     envInt(t, "PLEXUS_BENCH_SCALE_PODS", 10000, 1),
+		nodePods: envInt(t, "PLEXUS_BENCH_SCALE_NODE_PODS", 110, 1),
+		nads:     envInt(t, "PLEXUS_BENCH_SCALE_NADS", 2000, 2*namespaces),
+		adds:     envInt(t, "PLEXUS_BENCH_SCALE_ADDS", 10, 1),
+		binDir:   os.Getenv("PLEXUS_BENCH_BIN_DIR"),
+	}
+	o.nodePods = min(o.nodePods, o.pods)
+	o.adds = min(o.adds, o.nodePods)
+	// PLEXUS_BENCH_SCALE_BASELINE="name=/path/plexus-agent ...": more
+	// agent binaries measured against the same cluster, after the one
+	// under test (e.g. an older build, for a ratio in the same run).
+	for _, f := range strings.Fields(os.Getenv("PLEXUS_BENCH_SCALE_BASELINE")) {
+		name, path, ok := strings.Cut(f, "=")
+		if !ok {
+			t.Fatalf("PLEXUS_BENCH_SCALE_BASELINE entry %q: want name=path", f)
+		}
+		o.agents = append(o.agents, [2]string{name, path})
+	}
+	return o
+}
+
+type bench struct {
+	o       options
+	dir     string
+	plugins string
+	api     *apiservertest.Server
+	admin   kubernetes.Interface
+	nads    nadclient.Interface
+	runtime *libcni.CNIConfig
+	list    *libcni.NetworkConfigList
+}
+
+// result is one agent's figures.
+type result struct {
+	name        string
+	size        int64
+	ready       time.Duration // start → STATUS answered (informers synced)
+	idle        benchhost.ProcStatus
+	idleMin     int64
+	idleMax     int64
+	addCalls    calls
+	addsChecked int
+}
+
+func TestScale(t *testing.T) {
+	if os.Getenv("PLEXUS_BENCH_SCALE") != "1" {
+		t.Skip("scale benchmark: set PLEXUS_BENCH_SCALE=1, or run sudo tools/bench/scale.sh (root, ~5 minutes)")
+	}
+	cnitest.RequireRoot(t)
+	o := envOptions(t)
+	b := &bench{o: o, plugins: cnitest.PluginDir(t)}
+	ctx := context.Background()
+	fmt.Printf("scale: %d pods (%d on the agent's node), %d NADs; load average at start: %s\n", o.pods, o.nodePods, o.nads, benchhost.LoadAvg())
+	defer func() { fmt.Printf("scale: load average at end: %s\n", benchhost.LoadAvg()) }()
+
+	b.setUpDir(t)
+	b.setUpAPI(t, ctx)
+	b.setUpFiles(t)
+	t0 := time.Now()
+	b.createNADs(t, ctx)
+	tNADs := time.Since(t0)
+	t0 = time.Now()
+	b.createPods(t, ctx)
+	tPods := time.Since(t0)
+	fmt.Printf("scale: created %d NADs in %.1f s (%.0f/s), %d pods in %.1f s (%.0f/s); load average %s\n",
+		o.nads, tNADs.Seconds(), float64(o.nads)/tNADs.Seconds(), o.pods, tPods.Seconds(), float64(o.pods)/tPods.Seconds(), benchhost.LoadAvg())
+	b.setUpNetns(t)
+
+	agents := append([][2]string{{"under test", filepath.Join(b.o.binDir, "plexus-agent")}}, o.agents...)
+	var results []result
+	for i, a := range agents {
+		results = append(results, b.measure(t, ctx, i, a[0], a[1]))
+	}
+
+	w := os.Stdout
+	fmt.Fprintf(w, "\n| agent | stripped binary | start → synced | RSS after sync (min–max, 5 s) | RssAnon + RssFile | VmHWM | agent API reads during %d ADDs |\n|---|---:|---:|---:|---:|---:|---:|\n", o.adds)
+	for _, r := range results {
+		fmt.Fprintf(w, "| %s | %.1f MB | %.2f s | **%s** (%s–%s) MiB | %s + %s MiB | %s MiB | %d |\n",
+			r.name, float64(r.size)/1e6, r.ready.Seconds(), benchhost.MiB(r.idle.RSS), benchhost.MiB(r.idleMin), benchhost.MiB(r.idleMax),
+			benchhost.MiB(r.idle.Anon), benchhost.MiB(r.idle.File), benchhost.MiB(r.idle.HWM), r.addCalls.reads)
+	}
+	for _, r := range results {
+		fmt.Fprintf(w, "\n%s: agent API calls during %d ADDs: %s; %d ADDs verified (eth0/net1/net2 up with addresses, network-status on the API server)\n", r.name, o.adds, r.addCalls, r.addsChecked)
+	}
+	// The assertions: the figures were measured, ADD read nothing from the
+	// API server, and (for the agent under test) the memory target.
+	for _, r := range results {
+		if r.idle.RSS == 0 || r.idle.File == 0 {
+			t.Errorf("%s: RSS not measured (%+v)", r.name, r.idle)
+		}
+		if r.addCalls.reads != 0 || r.addCalls.patches != o.adds || r.addCalls.events != 3*o.adds {
+			t.Errorf("%s: agent API calls during %d ADDs: %s; want 1 pod patch and 3 Event creates per ADD and no reads", r.name, o.adds, r.addCalls)
+		}
+	}
+	if rss := results[0].idleMax; o.pods >= 10000 && rss > rssTarget {
+		t.Errorf("agent RSS after sync %s MiB, over the %s MiB target", benchhost.MiB(rss), benchhost.MiB(rssTarget))
+	}
+}
+
+func (b *bench) setUpDir(t *testing.T) {
+	d, err := os.MkdirTemp("", "pxscale-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.dir = d
+	t.Cleanup(func() {
+		if os.Getenv("PLEXUS_BENCH_SCALE_KEEP") == "1" || t.Failed() {
+			fmt.Println("scale: scratch files kept in", d)
+			return
+		}
+		os.RemoveAll(d)
+	})
+	for _, sub := range []string{"bin", "net.d", "runtime", "ipam"} {
+		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func nsName(i int) string { return fmt.Sprintf("pxscale-%d", i%namespaces) }
+
+func (b *bench) setUpAPI(t *testing.T, ctx context.Context) {
+	b.api = apiservertest.Start(t)
+	adminCfg := b.api.Config(apiservertest.AdminToken)
+	adminCfg.QPS, adminCfg.Burst = -1, 0 // no client-side limit: creation speed is the server's
+	for _, f := range []string{"../../../deploy/crds/network-attachment-definitions.yaml", "../../../deploy/namespace.yaml", "../../../deploy/rbac.yaml"} {
+		if err := apiservertest.ApplyFile(ctx, adminCfg, f, false); err != nil {
+			t.Fatalf("apply %s: %v", f, err)
+		}
+	}
+	var err error
+	if b.admin, err = kubernetes.NewForConfig(adminCfg); err != nil {
+		t.Fatal(err)
+	}
+	if b.nads, err = nadclient.NewForConfig(adminCfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range namespaces {
+		if _, err := b.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(i)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := b.nads.K8sCniCncfIoV1().NetworkAttachmentDefinitions(nsName(0)).List(ctx, metav1.ListOptions{}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("NetworkAttachmentDefinition CRD not served")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// delegateConf is network k's delegate (0: the cluster network): bridge +
+// host-local in its /16.
+func (b *bench) delegateConf(name string, k int) string {
+	gw := ""
+	if k == 0 {
+		gw = `"isGateway":true,`
+	}
+	return fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"type":"bridge","bridge":%q,%s"mtu":1500,"ipam":{"type":"host-local","subnet":%q,"dataDir":%q,"routes":[{"dst":"10.200.0.0/16"}]}}`,
+		name, bridges[k], gw, subnets[k], filepath.Join(b.dir, "ipam"))
+}
+
+func nadName(j int) string { return fmt.Sprintf("net-%04d", j) }
+
+// parallel runs f(0..n-1) on 32 goroutines; the first error wins.
+func parallel(n int, f func(i int) error) error {
+	var next atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || first.Load() != nil {
+					return
+				}
+				if err := f(i); err != nil {
+					first.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := first.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// hasResource: every tenth NAD of a namespace (the m = j/20-th for m%10 ==
+// 9) names a device resource, as some of a cluster's would.
+func hasResource(j int) bool { return (j/namespaces)%10 == 9 }
+
+// createNADs: NAD j lives in namespace j%20 and is written as kubectl
+// apply writes it (a last-applied-configuration annotation as large as
+// the object).
+func (b *bench) createNADs(t *testing.T, ctx context.Context) {
+	err := parallel(b.o.nads, func(j int) error {
+		ann := map[string]string{}
+		if hasResource(j) {
+			ann["k8s.v1.cni.cncf.io/resourceName"] = "example.com/unused"
+		}
+		nad := &nadv1.NetworkAttachmentDefinition{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "k8s.cni.cncf.io/v1", Kind: "NetworkAttachmentDefinition"},
+			ObjectMeta: metav1.ObjectMeta{Name: nadName(j), Namespace: nsName(j), Annotations: ann, Labels: map[string]string{"team": fmt.Sprintf("t%d", j%7)}},
+			Spec:       nadv1.NetworkAttachmentDefinitionSpec{Config: b.delegateConf(nadName(j), nadBridge(j))},
+		}
+		applied, err := json.Marshal(nad)
+		if err != nil {
+			return err
+		}
+		ann["kubectl.kubernetes.io/last-applied-configuration"] = string(applied)
+		_, err = b.nads.K8sCniCncfIoV1().NetworkAttachmentDefinitions(nsName(j)).Create(ctx, nad, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("create NADs: %v", err)
+	}
+}
+
+func podName(i int) string { return fmt.Sprintf("pod-%05d", i) }
+
+// onNode: pod i is on the agent's node for i < nodePods (spread over the
+// namespaces), elsewhere on one of 100 other nodes otherwise.
+func (b *bench) node(i int) string {
+	if i < b.o.nodePods {
+		return nodeName
+	}
+	return fmt.Sprintf("pxscale-other-%d", i%100)
+}
+
+// nadBridge: NAD j (the m = j/20-th of namespace j%20) is on bridge 1 for
+// even m, bridge 2 for odd m.
+func nadBridge(j int) int { return 1 + (j/namespaces)%2 }
+
+// nodePodNADs: the two NADs of its namespace pod i selects, net1 on bridge
+// 1 and net2 on bridge 2; pods of a namespace go through its NADs in turn.
+func (b *bench) nodePodNADs(i int) (string, string) {
+	perNS := b.o.nads / namespaces
+	m := 2 * (i / namespaces) % (perNS - perNS%2)
+	if hasResource(m*namespaces) || hasResource((m+1)*namespaces) {
+		m -= 2 // a pair without device resources: no kubelet here
+	}
+	j := m*namespaces + i%namespaces
+	return nadName(j), nadName(j + namespaces)
+}
+
+// createPods: pods shaped like a deployment's (labels, owner, two
+// containers with resources, env, probes, volumes), as the API server
+// stores them (managedFields come with the create).
+func (b *bench) createPods(t *testing.T, ctx context.Context) {
+	err := parallel(b.o.pods, func(i int) error {
+		ann := map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-12-01T00:00:00Z"}
+		if i < b.o.nodePods {
+			n1, n2 := b.nodePodNADs(i)
+			ann["k8s.v1.cni.cncf.io/networks"] = n1 + "," + n2
+		}
+		res := corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+		}
+		ctr := func(name string, port int32) corev1.Container {
+			return corev1.Container{
+				Name: name, Image: "registry.example.com/team/" + name + ":v1.2.3", Resources: res,
+				Env:            []corev1.EnvVar{{Name: "MODE", Value: "production"}, {Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+				Ports:          []corev1.ContainerPort{{Name: name, ContainerPort: port}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString(name)}}},
+				VolumeMounts:   []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app"}},
+			}
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: podName(i), Namespace: nsName(i), Annotations: ann,
+				Labels: map[string]string{"app": fmt.Sprintf("app-%d", i%50), "pod-template-hash": "5d8f7c9b6d"},
+			},
+			Spec: corev1.PodSpec{
+				NodeName:   b.node(i),
+				Containers: []corev1.Container{ctr("app", 8080), ctr("sidecar", 9090)},
+				Volumes:    []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"}}}}},
+			},
+		}
+		_, err := b.admin.CoreV1().Pods(nsName(i)).Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("create pods: %v", err)
+	}
+}
+
+func (b *bench) setUpFiles(t *testing.T) {
+	t.Cleanup(func() {
+		for _, l := range bridges {
+			if err := benchhost.DelLink(l); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for _, l := range bridges {
+		if err := benchhost.DelLink(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[%s]}`, clusterNet, b.delegateConf(clusterNet, 0))
+	write(t, filepath.Join(b.dir, "net.d", "10-pxscale.conflist"), conf)
+	if b.o.binDir == "" {
+		b.o.binDir = filepath.Join(b.dir, "build")
+		if out, err := exec.Command("../../build.sh", b.o.binDir).CombinedOutput(); err != nil {
+			t.Fatalf("tools/build.sh: %v\n%s", err, out)
+		}
+	}
+	if err := os.Symlink(filepath.Join(b.o.binDir, "plexus"), filepath.Join(b.dir, "bin", "plexus")); err != nil {
+		t.Fatal(err)
+	}
+	b.runtime = libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(b.dir, "bin")}, filepath.Join(b.dir, "runtime"), nil)
+}
+
+func netnsName(i int) string { return fmt.Sprintf("pxscale-%d-%d", os.Getpid(), i) }
+
+func (b *bench) setUpNetns(t *testing.T) {
+	var made []string
+	t.Cleanup(func() {
+		for _, n := range made {
+			if out, err := exec.Command("ip", "netns", "delete", n).CombinedOutput(); err != nil {
+				t.Errorf("ip netns delete %s: %v: %s", n, err, out)
+			}
+		}
+	})
+	for i := range b.o.adds {
+		n := netnsName(i)
+		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add %s: %v: %s", n, err, out)
+		}
+		made = append(made, n)
+	}
+}
+
+// measure runs one agent binary: start, time to sync, memory after sync,
+// then ADDs of this node's pods with the agent's API calls counted, DELs,
+// stop.
+func (b *bench) measure(t *testing.T, ctx context.Context, n int, name, bin string) result {
+	r := result{name: name}
+	if fi, err := os.Stat(bin); err != nil {
+		t.Fatal(err)
+	} else {
+		r.size = fi.Size()
+	}
+	dir := filepath.Join(b.dir, fmt.Sprintf("agent%d", n))
+	socket := filepath.Join(dir, "agent.sock")
+	write(t, filepath.Join(dir, "agent.yaml"), fmt.Sprintf(
+		"socket: %s\nstateDir: %s\ncniConfDir: %s\nbinDirs: [%s]\nclusterNetwork: %s\nkubernetes: {kubeconfig: %s, nodeName: %s}\n",
+		socket, filepath.Join(dir, "state"), filepath.Join(b.dir, "net.d"), b.plugins, clusterNet,
+		b.api.Kubeconfig(t, apiservertest.AgentToken), nodeName))
+	list, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"plexus","plugins":[{"type":"plexus","socketPath":%q}]}`, socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(bin, "run", "--config", filepath.Join(dir, "agent.yaml"))
+	cmd.Stdout, cmd.Stderr = log, log
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	defer stop()
+	for {
+		if err := b.runtime.GetStatusNetworkList(ctx, list); err == nil {
+			break
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr
+			t.Fatalf("%s: agent exited (%v); see %s", name, werr, log.Name())
+		default:
+		}
+		if time.Since(t0) > 3*time.Minute {
+			t.Fatalf("%s: agent not ready after 3 min", name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.ready = time.Since(t0)
+	pid := cmd.Process.Pid
+	time.Sleep(2 * time.Second)
+	var samples []int64
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		samples = append(samples, benchhost.ReadProcStatus(pid).RSS)
+	}
+	r.idle = benchhost.ReadProcStatus(pid)
+	r.idleMin, r.idleMax = slices.Min(samples), slices.Max(samples)
+
+	before := len(b.api.AgentRequests(t))
+	for i := range b.o.adds {
+		if _, err := b.runtime.AddNetworkList(ctx, list, b.rt(i)); err != nil {
+			t.Fatalf("%s: ADD pod %d: %v (agent log %s)", name, i, err, log.Name())
+		}
+	}
+	r.addCalls = countCalls(t, b.api.AgentRequests(t)[before:])
+	for i := range b.o.adds {
+		if err := benchhost.VerifyInterfaces(filepath.Join("/var/run/netns", netnsName(i)), ifnames[:], subnets[:], true); err != nil {
+			t.Fatalf("%s: pod %d: %v", name, i, err)
+		}
+		p, err := b.admin.CoreV1().Pods(nsName(i)).Get(ctx, podName(i), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st []struct{ Name, Interface string }
+		n1, n2 := b.nodePodNADs(i)
+		want := []string{clusterNet, nsName(i) + "/" + n1, nsName(i) + "/" + n2}
+		if err := json.Unmarshal([]byte(p.Annotations["k8s.v1.cni.cncf.io/network-status"]), &st); err != nil || len(st) != 3 {
+			t.Fatalf("%s: pod %d: network-status %q (%v)", name, i, p.Annotations["k8s.v1.cni.cncf.io/network-status"], err)
+		}
+		for k := range st {
+			if st[k].Name != want[k] || st[k].Interface != ifnames[k] {
+				t.Fatalf("%s: pod %d: network-status entry %d %+v, want %s on %s", name, i, k, st[k], want[k], ifnames[k])
+			}
+		}
+		r.addsChecked++
+	}
+	for i := range b.o.adds {
+		if err := b.runtime.DelNetworkList(ctx, list, b.rt(i)); err != nil {
+			t.Fatalf("%s: DEL pod %d: %v", name, i, err)
+		}
+		if err := benchhost.VerifyInterfaces(filepath.Join("/var/run/netns", netnsName(i)), ifnames[:], subnets[:], false); err != nil {
+			t.Fatalf("%s: after DEL, pod %d: %v", name, i, err)
+		}
+	}
+	return r
+}
+
+func (b *bench) rt(i int) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{
+		ContainerID: fmt.Sprintf("pxscale%06d", i),
+		NetNS:       filepath.Join("/var/run/netns", netnsName(i)),
+		IfName:      "eth0",
+		Args:        [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", nsName(i)}, {"K8S_POD_NAME", podName(i)}},
+	}
+}
+
+type calls struct{ patches, events, reads, watches, other int }
+
+func (c calls) String() string {
+	return fmt.Sprintf("%d pod patches, %d Event creates, %d get/list, %d watch, %d other", c.patches, c.events, c.reads, c.watches, c.other)
+}
+
+func countCalls(t *testing.T, reqs []apiservertest.AuditEvent) calls {
+	var c calls
+	for _, r := range reqs {
+		switch {
+		case r.Verb == "patch" && r.ObjectRef.Resource == "pods" && r.ObjectRef.Subresource == "":
+			c.patches++
+		case r.Verb == "create" && r.ObjectRef.Resource == "events":
+			c.events++
+		case r.Verb == "get" || r.Verb == "list":
+			c.reads++
+			t.Logf("agent read during ADD: %s %s", r.Verb, r.RequestURI)
+		case r.Verb == "watch":
+			c.watches++
+		default:
+			c.other++
+			t.Logf("other agent request: %s %s", r.Verb, r.RequestURI)
+		}
+	}
+	return c
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
