@@ -22,6 +22,16 @@ section "generated code is current"
 tools/proto.sh --check
 tools/gazelle-check.sh
 
+section "the agent's binary stays lean"
+# grpc-go (through golang.org/x/net/trace) brings html/template, whose use of
+# reflect.Value.MethodByName makes the linker keep every exported method:
+# that alone doubled the agent (docs/benchmarks.md, binary size).
+heavy=$(go list -deps ./agent/cmd/plexus-agent | grep -x -e 'google.golang.org/grpc' -e 'html/template' -e 'text/template' || true)
+if [ -n "$heavy" ]; then
+  echo "plexus-agent links $heavy; see docs/benchmarks.md (binary size)" >&2
+  exit 1
+fi
+
 section "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.go$') 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
