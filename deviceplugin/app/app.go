@@ -128,7 +128,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Before the first plugin starts: it removes the Device Info files
 	// of free devices only, and must know which are held.
 	d.refreshInUse(ctx)
-	if err := d.reconcile(ctx, cfg); err != nil {
+	if err := d.reconcile(ctx, cfg, "start-up"); err != nil {
 		d.stopAll()
 		return err
 	}
@@ -326,15 +326,16 @@ func (d *daemon) keepHeldLocked(pools []pool.Pool, found []discovery.Device) []p
 
 // reconcile discovers devices and makes the running plugins match cfg.
 // Plugins whose pool spec and devices are unchanged keep running, so a
-// config edit does not disturb kubelet's view of unrelated pools.
-func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config) error {
+// config edit does not disturb kubelet's view of unrelated pools. why
+// names the cause in the log line that ends the pass.
+func (d *daemon) reconcile(ctx context.Context, cfg *pool.Config, why string) error {
 	d.rmu.Lock()
 	defer d.rmu.Unlock()
-	return d.reconcileLocked(ctx, cfg)
+	return d.reconcileLocked(ctx, cfg, why)
 }
 
 // reconcileLocked is reconcile with d.rmu held.
-func (d *daemon) reconcileLocked(ctx context.Context, cfg *pool.Config) error {
+func (d *daemon) reconcileLocked(ctx context.Context, cfg *pool.Config, why string) error {
 	pools, found, err := d.discover(ctx, cfg)
 	if err != nil {
 		return err
@@ -405,6 +406,9 @@ func (d *daemon) reconcileLocked(ctx context.Context, cfg *pool.Config) error {
 		d.plugins[name] = &running{plugin: p, key: keys[name], spec: specs[name]}
 	}
 	d.registerPendingLocked(ctx)
+	// Every stop, start, in-place update and Register of the pass is
+	// done: what the pass did not do by now, it will not do.
+	d.log.Debug("pools reconciled", "why", why, "pools", len(d.plugins))
 	return errors.Join(errs...)
 }
 
@@ -420,7 +424,7 @@ func (d *daemon) reload(ctx context.Context) {
 	d.rmu.Lock()
 	defer d.rmu.Unlock()
 	d.cfg = cfg
-	if err := d.reconcileLocked(ctx, cfg); err != nil {
+	if err := d.reconcileLocked(ctx, cfg, "config change"); err != nil {
 		d.log.Error("reconcile pools", "err", err)
 	}
 }
@@ -434,7 +438,7 @@ func (d *daemon) rediscover(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	if err := d.reconcileLocked(ctx, d.cfg); err != nil {
+	if err := d.reconcileLocked(ctx, d.cfg, "rediscovery"); err != nil {
 		d.log.Error("rediscovery", "err", err)
 	}
 }
@@ -455,6 +459,8 @@ func (d *daemon) kubeletRestarted(ctx context.Context) {
 		}
 	}
 	d.registerPendingLocked(ctx)
+	// Every socket re-served and every Register answered.
+	d.log.Debug("kubelet restart handled", "pools", len(d.plugins))
 }
 
 // tick re-serves plugins whose socket vanished and retries registration.

@@ -73,31 +73,63 @@ func writeConfig(t *testing.T, path, body string) {
 	}
 }
 
-// registered waits until each of want has registered, then drains
-// repeats until kubelet has been quiet for a while: after a kubelet
-// restart both the kubelet.sock watch and the plugin-socket check may
-// register a plugin, which kubelet tolerates. It returns the distinct
-// names seen, sorted.
-func registered(t *testing.T, k *kubelettest.Kubelet, want ...string) []string {
+// Lines that end the daemon's passes (app.go). What a pass did not do by
+// the time it logs its line, it does not do: a test judging an absence
+// waits for the line of the pass that could have caused it.
+var (
+	startedUp      = line(`msg="pools reconciled" why=start-up`)
+	reloaded       = line(`msg="pools reconciled" why="config change"`)
+	rediscovered   = line(`msg="pools reconciled" why=rediscovery`)
+	restartHandled = line(`msg="kubelet restart handled"`)
+	// reload logs this as its last act, having started, stopped and
+	// registered nothing.
+	rejected = line(`msg="config change rejected, keeping current pools"`)
+)
+
+func line(s string) *regexp.Regexp { return regexp.MustCompile(regexp.QuoteMeta(s)) }
+
+// waitLog waits until the daemon has logged lines matching each of res, in
+// this order, after byte offset from of its log, and returns the offset
+// just past the last match.
+func (d *daemon) waitLog(t *testing.T, from int, res ...*regexp.Regexp) int {
 	t.Helper()
-	seen := map[string]bool{}
-	missing := func() bool {
-		for _, w := range want {
-			if !seen[w] {
-				return true
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		logs, pos, i := d.logs.String(), from, 0
+		for ; i < len(res); i++ {
+			loc := res[i].FindStringIndex(logs[pos:])
+			if loc == nil {
+				break
 			}
+			pos += loc[1]
 		}
-		return false
+		if i == len(res) {
+			return pos
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not log %q within 10s", res[i])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	for missing() {
-		seen[k.WaitRegister(t, 10*time.Second).ResourceName] = true
-	}
+}
+
+// registered waits until the daemon has logged done after byte offset
+// from of its log, then returns the distinct names kubelet has been asked
+// to register and no caller took yet, sorted. done ends the work that
+// registers plugins (a reconcile pass, the handling of a kubelet
+// restart); Register is synchronous and the fake kubelet records it
+// before answering, so by then every Register of that work is in
+// k.Registers. Callers see to it that nothing else registers meanwhile.
+func registered(t *testing.T, k *kubelettest.Kubelet, d *daemon, from int, done *regexp.Regexp) []string {
+	t.Helper()
+	d.waitLog(t, from, done)
+	seen := map[string]bool{}
 	for {
 		select {
 		case r := <-k.Registers:
 			seen[r.ResourceName] = true
 			continue
-		case <-time.After(400 * time.Millisecond):
+		default:
 		}
 		break
 	}
@@ -109,12 +141,42 @@ func registered(t *testing.T, k *kubelettest.Kubelet, want ...string) []string {
 	return names
 }
 
-func noRegister(t *testing.T, k *kubelettest.Kubelet, d time.Duration) {
+// noRegister fails the test for each Register kubelet has received that no
+// caller took. Callers first wait for the line of the pass that could have
+// registered.
+func noRegister(t *testing.T, k *kubelettest.Kubelet) {
 	t.Helper()
-	select {
-	case r := <-k.Registers:
-		t.Errorf("unexpected Register of %s", r.ResourceName)
-	case <-time.After(d):
+	for {
+		select {
+		case r := <-k.Registers:
+			t.Errorf("unexpected Register of %s", r.ResourceName)
+			continue
+		default:
+		}
+		return
+	}
+}
+
+// watching waits until an inotify instance of this process watches dir.
+// watch.Path reads its baseline before it adds its watch, so from then on
+// a change in dir reaches it; a daemon that does not poll sees nothing
+// done earlier.
+func watching(t *testing.T, dir string) {
+	t.Helper()
+	want := fmt.Sprintf(" ino:%x ", inode(t, dir))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fds, _ := os.ReadDir("/proc/self/fdinfo")
+		for _, fd := range fds {
+			info, err := os.ReadFile(filepath.Join("/proc/self/fdinfo", fd.Name()))
+			if err == nil && strings.Contains(string(info), "inotify wd:") && strings.Contains(string(info), want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no inotify watch on %s within 10s", dir)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -202,12 +264,21 @@ func TestRunLifecycle(t *testing.T) {
 	regDir := filepath.Join(shortDir(t), "plugins_registry")
 	baseline := runtime.NumGoroutine()
 
-	d := startDaemon(t, tr, cfgPath, dir, "--devinfo-dir", filepath.Join(t.TempDir(), "devinfo"), "--plugin-registry-dir", regDir)
+	// No polling: the daemon hears of kubelet restarts and config changes
+	// through inotify alone, so each restart fires the kubelet.sock watch
+	// once (a poll can see the new socket before inotify's Create is
+	// taken, and the two fire twice), and nothing registers but a
+	// reconcile pass or the handling of a restart. No rediscovery either.
+	d := startDaemon(t, tr, cfgPath, dir, "--devinfo-dir", filepath.Join(t.TempDir(), "devinfo"), "--plugin-registry-dir", regDir,
+		"--poll-interval", "1h", "--rediscover-interval", "0")
 	ctx, logs := d.ctx, d.logs
+	both := []string{"plexus.io/dpdk", "plexus.io/net"}
 
-	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+	if got := registered(t, kubelet, d, 0, startedUp); !slices.Equal(got, both) {
 		t.Fatalf("registered %v", got)
 	}
+	watching(t, dir)
+	watching(t, filepath.Dir(cfgPath))
 	netSock := filepath.Join(dir, server.SocketName("plexus.io/net"))
 	dpdkSock := filepath.Join(dir, server.SocketName("plexus.io/dpdk"))
 	for _, res := range []string{"plexus.io/net", "plexus.io/dpdk"} {
@@ -225,8 +296,9 @@ func TestRunLifecycle(t *testing.T) {
 	}
 
 	// Kubelet restart: it deletes every plugin socket and comes back.
+	mark := logs.Len()
 	kubelet.Restart(t, true)
-	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+	if got := registered(t, kubelet, d, mark, restartHandled); !slices.Equal(got, both) {
 		t.Fatalf("re-registered %v", got)
 	}
 	probe(t, netSock)
@@ -234,19 +306,23 @@ func TestRunLifecycle(t *testing.T) {
 
 	// A restart that leaves plugin sockets alone is seen through
 	// kubelet.sock alone.
+	mark = logs.Len()
 	kubelet.Restart(t, false)
-	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+	if got := registered(t, kubelet, d, mark, restartHandled); !slices.Equal(got, both) {
 		t.Fatalf("re-registered %v", got)
 	}
 
 	// Live reload: a new pool appears; unchanged pools keep their server.
+	// The inode checks follow the reload's pass, which would have replaced
+	// their sockets.
 	netIno, dpdkIno := inode(t, netSock), inode(t, dpdkSock)
+	mark = logs.Len()
 	writeConfig(t, cfgPath, config+`
 - resourceName: dpdk_uio
   deviceType: uio
   selectors: [{}]
 `)
-	if got := registered(t, kubelet, "plexus.io/dpdk_uio"); !slices.Equal(got, []string{"plexus.io/dpdk_uio"}) {
+	if got := registered(t, kubelet, d, mark, reloaded); !slices.Equal(got, []string{"plexus.io/dpdk_uio"}) {
 		t.Fatalf("after reload registered %v", got)
 	}
 	if inode(t, netSock) != netIno || inode(t, dpdkSock) != dpdkIno {
@@ -254,25 +330,27 @@ func TestRunLifecycle(t *testing.T) {
 	}
 
 	// A changed pool is restarted and re-registered; the others stay.
+	mark = logs.Len()
 	writeConfig(t, cfgPath, strings.Replace(config, "pfNames: [ens1f0]", "pfNames: ['ens1f0#0']", 1)+`
 - resourceName: dpdk_uio
   deviceType: uio
   selectors: [{}]
 `)
-	if got := registered(t, kubelet, "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/net"}) {
+	if got := registered(t, kubelet, d, mark, reloaded); !slices.Equal(got, []string{"plexus.io/net"}) {
 		t.Fatalf("after pool change registered %v", got)
 	}
 	if inode(t, dpdkSock) != dpdkIno {
 		t.Error("dpdk pool restarted although unchanged")
 	}
 
-	// A broken config is rejected and everything keeps running.
+	// A broken config is rejected and everything keeps running. The
+	// rejection is the reload's last act, so the Register check follows
+	// all the reload did.
+	mark = logs.Len()
 	writeConfig(t, cfgPath, "pools: [{resourceName: x}]")
-	noRegister(t, kubelet, 500*time.Millisecond)
+	d.waitLog(t, mark, rejected)
+	noRegister(t, kubelet)
 	probe(t, netSock)
-	if !strings.Contains(logs.String(), "config change rejected") {
-		t.Error("bad config not reported")
-	}
 
 	// Shutdown: Run returns, sockets go, goroutines end.
 	if err := d.stop(10 * time.Second); err != nil {
@@ -387,8 +465,8 @@ func TestRediscoverHotplug(t *testing.T) {
 	writeConfig(t, cfgPath, config)
 	kubelet := kubelettest.Start(t, dir)
 	d := startDaemon(t, tr, cfgPath, dir, "--devinfo-dir", "", "--rediscover-interval", "100ms")
-	ctx, logs := d.ctx, d.logs
-	if got := registered(t, kubelet, "plexus.io/dpdk", "plexus.io/net"); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
+	ctx := d.ctx
+	if got := registered(t, kubelet, d, 0, startedUp); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
 		t.Fatalf("registered %v", got)
 	}
 	netSock := filepath.Join(dir, server.SocketName("plexus.io/net"))
@@ -438,11 +516,12 @@ func TestRediscoverHotplug(t *testing.T) {
 	if _, err := c.Allocate(sctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{vfs[1].Address}}}}); err != nil {
 		t.Errorf("allocate hot-plugged VF: %v", err)
 	}
-	noRegister(t, kubelet, 300*time.Millisecond)
+	// The pass that grew the pool to 4 devices logs the change, then its
+	// end: a restart or a Register in that pass would be done by then.
+	// Nothing else here registers (no kubelet restart, no socket gone).
+	d.waitLog(t, 0, regexp.MustCompile(`msg="pool devices changed" resource=plexus\.io/net .*devices=4\n`), rediscovered)
+	noRegister(t, kubelet)
 	if inode(t, netSock) != netIno || inode(t, dpdkSock) != dpdkIno {
 		t.Error("a pool was restarted by rediscovery")
-	}
-	if !strings.Contains(logs.String(), "pool devices changed") {
-		t.Error("device change not logged")
 	}
 }

@@ -47,7 +47,9 @@ func newHeldSetup(t *testing.T) *heldSetup {
 func (s *heldSetup) start(t *testing.T) *daemon {
 	t.Helper()
 	d := startDaemon(t, s.tr, s.cfgPath, s.dir, "--devinfo-dir", s.devinfoDir, "--pod-resources-socket", s.podResSock)
-	registered(t, s.kubelet, "plexus.io/dpdk", netRes)
+	if got := registered(t, s.kubelet, d, 0, startedUp); !slices.Equal(got, []string{"plexus.io/dpdk", netRes}) {
+		t.Fatalf("registered %v", got)
+	}
 	return d
 }
 
@@ -146,8 +148,12 @@ func TestNarrowWhileHeld(t *testing.T) {
 
 	// VF 1 leaves the selectors: the pool's spec changes, so its plugin
 	// is restarted and registers again.
+	watching(t, filepath.Dir(s.cfgPath))
+	mark := d.logs.Len()
 	writeConfig(t, s.cfgPath, strings.Replace(config, "pfNames: [ens1f0]", "pfNames: ['ens1f0#0']", 1))
-	registered(t, s.kubelet, netRes)
+	if got := registered(t, s.kubelet, d, mark, reloaded); !slices.Equal(got, []string{netRes}) {
+		t.Fatalf("after narrowing registered %v", got)
+	}
 	stream, err := kubelettest.Dial(t, netSock).ListAndWatch(ctx, &pb.Empty{})
 	if err != nil {
 		t.Fatal(err)
