@@ -124,9 +124,10 @@ func TestBurst(t *testing.T) {
 	b.startAgent(t, ctx)
 
 	pid := b.agent.Process.Pid
-	// Idle: informers synced (the socket serves only after), 200 pods in
-	// the cache. Let start-up garbage settle, then sample.
-	time.Sleep(2 * time.Second)
+	// Idle: startAgent returned on the first STATUS answered, which the
+	// agent serves only once its informers synced (200 pods in the
+	// cache); then start-up work and garbage have settled.
+	idleSettle := settle(t, pid)
 	idle := sampleFor(pid, 5*time.Second, 100*time.Millisecond)
 	idleSt := benchhost.ReadProcStatus(pid)
 	startHWM := idleSt.HWM
@@ -145,8 +146,9 @@ func TestBurst(t *testing.T) {
 	addCalls := b.apiCalls(t, auditBefore)
 	b.verifyAdded(t, ctx)
 
-	// Settled after the burst.
-	time.Sleep(3 * time.Second)
+	// After the burst: every ADD answered and checked, then the agent
+	// settled.
+	afterSettle := settle(t, pid)
 	after := sampleFor(pid, 3*time.Second, 100*time.Millisecond)
 	afterSt := benchhost.ReadProcStatus(pid)
 
@@ -163,7 +165,7 @@ func TestBurst(t *testing.T) {
 	}
 	delCalls := b.apiCalls(t, auditBefore)
 	b.verifyDeleted(t)
-	time.Sleep(3 * time.Second)
+	afterDelSettle := settle(t, pid)
 	afterDel := sampleFor(pid, 3*time.Second, 100*time.Millisecond)
 
 	maxConc := o.maxConc
@@ -173,11 +175,11 @@ func TestBurst(t *testing.T) {
 	w := os.Stdout
 	fmt.Fprintf(w, "\nagent: maxConcurrent %d, extra env %q, RSS sampled every %v\n", maxConc, o.agentEnv, o.sampleTick)
 	fmt.Fprintf(w, "\n| agent memory, MiB | RSS min | RSS median | RSS max | VmHWM |\n|---|---:|---:|---:|---:|\n")
-	fmt.Fprintf(w, "| idle, informers synced (%d pods cached), 5 s | %s | %s | %s | %s |\n", o.pods, benchhost.MiB(idle.min), benchhost.MiB(idle.median), benchhost.MiB(idle.max), benchhost.MiB(startHWM))
+	fmt.Fprintf(w, "| idle, informers synced (%d pods cached), settled in %s, 5 s | %s | %s | %s | %s |\n", o.pods, secs(idleSettle), benchhost.MiB(idle.min), benchhost.MiB(idle.median), benchhost.MiB(idle.max), benchhost.MiB(startHWM))
 	fmt.Fprintf(w, "| during %d concurrent ADDs (%d samples) | %s | %s | **%s** | %s |\n", o.pods, addPeak.n, benchhost.MiB(addPeak.min), benchhost.MiB(addPeak.median), benchhost.MiB(addPeak.max), benchhost.MiB(addHWM))
-	fmt.Fprintf(w, "| 3 s after the ADD burst, 3 s | %s | %s | %s | |\n", benchhost.MiB(after.min), benchhost.MiB(after.median), benchhost.MiB(after.max))
+	fmt.Fprintf(w, "| after the ADD burst, settled in %s, 3 s | %s | %s | %s | |\n", secs(afterSettle), benchhost.MiB(after.min), benchhost.MiB(after.median), benchhost.MiB(after.max))
 	fmt.Fprintf(w, "| during %d concurrent DELs (%d samples) | %s | %s | %s | %s |\n", o.pods, delPeak.n, benchhost.MiB(delPeak.min), benchhost.MiB(delPeak.median), benchhost.MiB(delPeak.max), benchhost.MiB(delHWM))
-	fmt.Fprintf(w, "| 3 s after the DEL burst, 3 s | %s | %s | %s | |\n", benchhost.MiB(afterDel.min), benchhost.MiB(afterDel.median), benchhost.MiB(afterDel.max))
+	fmt.Fprintf(w, "| after the DEL burst, settled in %s, 3 s | %s | %s | %s | |\n", secs(afterDelSettle), benchhost.MiB(afterDel.min), benchhost.MiB(afterDel.median), benchhost.MiB(afterDel.max))
 	fmt.Fprintf(w, "\nRSS split (RssAnon + RssFile, MiB): idle %s + %s, after the ADD burst %s + %s\n", benchhost.MiB(idleSt.Anon), benchhost.MiB(idleSt.File), benchhost.MiB(afterSt.Anon), benchhost.MiB(afterSt.File))
 	fmt.Fprintf(w, "agent threads: idle %d, peak during ADD %d, during DEL %d\n", idle.threads, addPeak.threads, delPeak.threads)
 	fmt.Fprintf(w, "\n| %d concurrent | wall | per-call median | p90 | max | min | agent CPU |\n|---|---:|---:|---:|---:|---:|---:|\n", o.pods)
@@ -428,16 +430,18 @@ func (b *bench) rt(i int) *libcni.RuntimeConf {
 // burst fires all ADDs (or DELs) at once from one goroutine each, as a
 // runtime starting many pods would, and times each from the common start.
 func (b *bench) burst(ctx context.Context, add bool) burstResult {
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
 	var mu sync.Mutex
 	var r burstResult
 	start := make(chan struct{})
 	var t0 time.Time
 	for i := range b.o.pods {
 		wg.Add(1)
+		ready.Add(1)
 		go func() {
 			defer wg.Done()
 			rt := b.rt(i)
+			ready.Done()
 			<-start
 			var err error
 			if add {
@@ -454,7 +458,7 @@ func (b *bench) burst(ctx context.Context, add bool) burstResult {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond) // goroutines parked at the barrier
+	ready.Wait() // every goroutine created and at the barrier
 	t0 = time.Now()
 	close(start)
 	wg.Wait()
@@ -605,6 +609,32 @@ func stats(samples []int64, threads int) rssStats {
 	s := slices.Clone(samples)
 	slices.Sort(s)
 	return rssStats{n: len(s), min: s[0], median: s[len(s)/2], max: s[len(s)-1], threads: threads}
+}
+
+// settle waits until the agent is as quiet as an idle agent: over the last
+// second it used at most 20 ms of CPU and its RSS moved by at most 1%. It
+// returns how long that took, and fails the benchmark after a minute.
+func settle(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	const every, window, limit = 100 * time.Millisecond, 10, time.Minute
+	start := time.Now()
+	var rss []int64
+	var cpu []float64
+	for {
+		rss = append(rss, benchhost.ReadProcStatus(pid).RSS)
+		cpu = append(cpu, cpuSeconds(pid))
+		if len(rss) > window+1 {
+			rss, cpu = rss[1:], cpu[1:]
+		}
+		used, lo, hi := cpu[len(cpu)-1]-cpu[0], slices.Min(rss), slices.Max(rss)
+		if len(rss) == window+1 && used <= 0.02 && hi-lo <= hi/100 {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("agent not settled after %v: last second %.2f s CPU, RSS %s to %s MiB", limit, used, benchhost.MiB(lo), benchhost.MiB(hi))
+		}
+		time.Sleep(every)
+	}
 }
 
 func sampleFor(pid int, d, every time.Duration) rssStats {
