@@ -23,6 +23,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/health"
 	"github.com/plexus-cni/plexus/agent/metrics"
+	"github.com/plexus-cni/plexus/agent/migrate"
 	"github.com/plexus-cni/plexus/agent/pluginexec"
 	"github.com/plexus-cni/plexus/agent/podresources"
 	"github.com/plexus-cni/plexus/agent/record"
@@ -42,6 +43,8 @@ const usage = `usage: plexus-agent <command> [flags]
 commands:
   run     serve CNI requests from the plexus shim
   status  print the network-status of attached pods (from the records)
+  migrate --from-multus FILE
+          print the agent.yaml equivalent to a Multus configuration
   version print the version`
 
 // Run executes the command line args (without the program name).
@@ -54,6 +57,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAgent(ctx, args[1:], stderr)
 	case "status":
 		return runStatus(args[1:], stdout)
+	case "migrate":
+		return migrate.Command(args[1:], stdout, stderr)
 	case "version":
 		_, err := fmt.Fprintln(stdout, Version)
 		return err
@@ -79,6 +84,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	for _, w := range cfg.Warnings {
+		log.Warn("agent config uses a Multus key", "config", *configPath, "detail", w)
+	}
 	m := metrics.New()
 	delegates := &pluginexec.Exec{Stderr: stderr, Observe: m.ObserveDelegate}
 	var mgr *attach.Manager

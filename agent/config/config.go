@@ -53,6 +53,10 @@ type Config struct {
 	CNIConf *CNIConf `json:"cniConf,omitempty"`
 	// ShimInstall, when set, copies the shim into the host's CNI bin dir.
 	ShimInstall *ShimInstall `json:"shimInstall,omitempty"`
+
+	// Warnings name the Multus keys the file used as aliases (MultusKeys),
+	// for the caller to log once at start.
+	Warnings []string `json:"-"`
 }
 
 // Kubernetes configures Kubernetes mode.
@@ -119,11 +123,18 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes and validates a configuration; name is used in errors.
+// Multus keys with a Plexus meaning are read as the Plexus keys they alias
+// and named in c.Warnings; the others are refused.
 func Parse(data []byte, name string) (*Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(bytes.TrimSpace(data), &c); err != nil {
+	data, warnings, err := translateMultus(bytes.TrimSpace(data))
+	if err != nil {
 		return nil, fmt.Errorf("agent config %s: %w", name, err)
 	}
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", name, err)
+	}
+	c.Warnings = warnings
 	c.setDefaults()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("agent config %s: %w", name, err)
