@@ -5,13 +5,16 @@ package netstatus
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 // Entry is one element of the network-status list. The spec's field is
-// "default-route"; the older "gateway" key is not written.
+// "default-route"; Multus writes the same list as "gateway", and readers
+// built on the NAD client's NetworkStatus type see only that key, so
+// both are written with the same values.
 type Entry struct {
 	Name         string      `json:"name"`
 	Interface    string      `json:"interface,omitempty"`
@@ -21,6 +24,7 @@ type Entry struct {
 	Default      bool        `json:"default,omitempty"`
 	DNS          *types.DNS  `json:"dns,omitempty"`
 	DefaultRoute []string    `json:"default-route,omitempty"`
+	Gateway      []string    `json:"gateway,omitempty"`
 	DeviceInfo   *DeviceInfo `json:"device-info,omitempty"`
 }
 
@@ -102,12 +106,12 @@ func entriesFor(a Attachment) ([]Entry, error) {
 		}
 		if iface.Name == a.IfName {
 			// CNI routes name no interface; they belong to the attachment's.
-			e.DefaultRoute = gateways
+			e.DefaultRoute, e.Gateway = gateways, slices.Clone(gateways)
 		}
 		out = append(out, e)
 	}
 	if len(out) == 0 {
-		e := Entry{Name: a.Name, Interface: a.IfName, DNS: dns, DeviceInfo: a.DeviceInfo, DefaultRoute: gateways}
+		e := Entry{Name: a.Name, Interface: a.IfName, DNS: dns, DeviceInfo: a.DeviceInfo, DefaultRoute: gateways, Gateway: slices.Clone(gateways)}
 		for _, ip := range res.IPs {
 			e.IPs = append(e.IPs, ip.Address.IP.String())
 		}

@@ -11,8 +11,10 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	types020 "github.com/containernetworking/cni/pkg/types/020"
 	types040 "github.com/containernetworking/cni/pkg/types/040"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 
 	"github.com/plexus-cni/plexus/agent/netstatus"
 )
@@ -99,7 +101,7 @@ func TestBuild(t *testing.T) {
 			want: []netstatus.Entry{{
 				Name: "cluster", Interface: "eth0", IPs: []string{"10.1.1.5", "fd00::5"},
 				MAC: "02:00:00:00:00:01", MTU: 1450, Default: true, DNS: dns,
-				DefaultRoute: []string{"10.1.1.1", "fd00::1"},
+				DefaultRoute: []string{"10.1.1.1", "fd00::1"}, Gateway: []string{"10.1.1.1", "fd00::1"},
 			}},
 		},
 		{
@@ -120,13 +122,13 @@ func TestBuild(t *testing.T) {
 		{
 			name: "result with only host interfaces gives a minimal entry",
 			atts: []netstatus.Attachment{{Name: "ns1/net1", IfName: "net1", Result: hostOnly}},
-			want: []netstatus.Entry{{Name: "ns1/net1", Interface: "net1", IPs: []string{"10.2.0.7"}, DefaultRoute: []string{"10.2.0.1"}}},
+			want: []netstatus.Entry{{Name: "ns1/net1", Interface: "net1", IPs: []string{"10.2.0.7"}, DefaultRoute: []string{"10.2.0.1"}, Gateway: []string{"10.2.0.1"}}},
 		},
 		{
 			name: "one entry per sandbox interface",
 			atts: []netstatus.Attachment{{Name: "ns1/net1", IfName: "net1", Result: twoIfaces, DeviceInfo: devInfo}},
 			want: []netstatus.Entry{
-				{Name: "ns1/net1", Interface: "net1", IPs: []string{"192.168.1.2"}, MAC: "02:00:00:00:00:11", DefaultRoute: []string{"192.168.1.1"}, DeviceInfo: devInfo},
+				{Name: "ns1/net1", Interface: "net1", IPs: []string{"192.168.1.2"}, MAC: "02:00:00:00:00:11", DefaultRoute: []string{"192.168.1.1"}, Gateway: []string{"192.168.1.1"}, DeviceInfo: devInfo},
 				{Name: "ns1/net1", Interface: "net1-extra", IPs: []string{"192.168.2.2"}, MAC: "02:00:00:00:00:12", DeviceInfo: devInfo},
 			},
 		},
@@ -137,7 +139,7 @@ func TestBuild(t *testing.T) {
 				{Name: "ns1/other", IfName: "net2"},
 			},
 			want: []netstatus.Entry{
-				{Name: "cluster", Interface: "net1", IPs: []string{"192.168.1.2"}, MAC: "02:00:00:00:00:11", Default: true, DefaultRoute: []string{"192.168.1.1"}},
+				{Name: "cluster", Interface: "net1", IPs: []string{"192.168.1.2"}, MAC: "02:00:00:00:00:11", Default: true, DefaultRoute: []string{"192.168.1.1"}, Gateway: []string{"192.168.1.1"}},
 				{Name: "cluster", Interface: "net1-extra", IPs: []string{"192.168.2.2"}, MAC: "02:00:00:00:00:12"},
 				{Name: "ns1/other", Interface: "net2"},
 			},
@@ -261,7 +263,7 @@ func TestBuildV040(t *testing.T) {
 	want := []netstatus.Entry{{
 		Name: "ns1/net1", Interface: "net1", IPs: []string{"10.5.0.9", "fd05::9"},
 		MAC: "02:00:00:00:00:02", DNS: &types.DNS{Nameservers: []string{"1.1.1.1"}},
-		DefaultRoute: []string{"10.5.0.1"},
+		DefaultRoute: []string{"10.5.0.1"}, Gateway: []string{"10.5.0.1"},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		gj, _ := json.Marshal(got)
@@ -301,7 +303,7 @@ func TestBuildJSON(t *testing.T) {
 		t.Fatalf("Unmarshal %s: %v", data, err)
 	}
 	wantKeys := [][]string{
-		{"default", "default-route", "dns", "interface", "ips", "mac", "mtu", "name"},
+		{"default", "default-route", "dns", "gateway", "interface", "ips", "mac", "mtu", "name"},
 		{"device-info", "interface", "ips", "name"},
 		{"interface", "name"},
 	}
@@ -317,12 +319,9 @@ func TestBuildJSON(t *testing.T) {
 		if !reflect.DeepEqual(keys, want) {
 			t.Errorf("entry %d keys = %v, want %v", i, keys, want)
 		}
-		if _, ok := got[i]["gateway"]; ok {
-			t.Errorf("entry %d has a gateway key", i)
+		if string(got[i]["gateway"]) != string(got[i]["default-route"]) {
+			t.Errorf("entry %d: gateway %s differs from default-route %s", i, got[i]["gateway"], got[i]["default-route"])
 		}
-	}
-	if strings.Contains(string(data), `"gateway"`) {
-		t.Errorf("network-status contains a gateway key: %s", data)
 	}
 
 	// The values, as another component would read them.
@@ -397,8 +396,9 @@ func TestBuildUnconvertibleResult(t *testing.T) {
 	}
 }
 
-// TestBuildDefaultRouteGateway: default-route lists the gateway of each
-// default route; a default route without one goes via the result's IP
+// TestBuildDefaultRouteGateway: default-route (and gateway, its Multus
+// name) lists the gateway of each default route; a default route without
+// one goes via the result's IP
 // gateway of the same family; non-default routes are not listed.
 func TestBuildDefaultRouteGateway(t *testing.T) {
 	t.Parallel()
@@ -443,18 +443,100 @@ func TestBuildDefaultRouteGateway(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("Build returned %d entries, want 1", len(got))
 			}
-			if !reflect.DeepEqual(got[0].DefaultRoute, tt.want) {
-				t.Errorf("DefaultRoute = %q, want %q", got[0].DefaultRoute, tt.want)
+			if !reflect.DeepEqual(got[0].DefaultRoute, tt.want) || !reflect.DeepEqual(got[0].Gateway, tt.want) {
+				t.Errorf("DefaultRoute = %q, Gateway = %q, want both %q", got[0].DefaultRoute, got[0].Gateway, tt.want)
 			}
 			data, err := json.Marshal(got[0])
 			if err != nil {
 				t.Fatal(err)
 			}
-			if has := strings.Contains(string(data), `"default-route"`); has != (tt.want != nil) {
-				t.Errorf("JSON %s: default-route present = %v, want %v", data, has, tt.want != nil)
+			for _, key := range []string{`"default-route"`, `"gateway"`} {
+				if has := strings.Contains(string(data), key); has != (tt.want != nil) {
+					t.Errorf("JSON %s: %s present = %v, want %v", data, key, has, tt.want != nil)
+				}
 			}
-			if strings.Contains(string(data), `"gateway"`) {
-				t.Errorf("JSON %s has a gateway key", data)
+		})
+	}
+}
+
+// TestBuildReadByNADClient: tools that read network-status with the NAD
+// client's NetworkStatus type (as they read Multus's) get every field,
+// the default gateways under "gateway" and the result's DNS included.
+func TestBuildReadByNADClient(t *testing.T) {
+	t.Parallel()
+	res := dualResult(t, "eth0")
+	res.DNS.Options = []string{"ndots:5"}
+	devInfo := &netstatus.DeviceInfo{Type: "pci", Version: "1.1.0", PCI: &netstatus.PCIInfo{PCIAddress: "0000:03:00.1", PFPCIAddress: "0000:03:00.0"}}
+	secondary := &current.Result{
+		CNIVersion: "1.0.0",
+		Interfaces: []*current.Interface{{Name: "net1", Mac: "02:00:00:00:00:21", Sandbox: sandbox}},
+		IPs:        []*current.IPConfig{{Interface: current.Int(0), Address: cidr(t, "10.9.0.2/24"), Gateway: net.ParseIP("10.9.0.1")}},
+		Routes:     []*types.Route{{Dst: dst(t, "0.0.0.0/0")}},
+	}
+	entries, err := netstatus.Build([]netstatus.Attachment{
+		{Name: "kube-system/cluster", IfName: "eth0", Default: true, Result: res},
+		{Name: "ns1/sriov", IfName: "net1", Result: secondary, DeviceInfo: devInfo},
+	})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	data, err := json.Marshal(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []nadv1.NetworkStatus
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatalf("decode %s as the NAD client's NetworkStatus: %v", data, err)
+	}
+	want := []nadv1.NetworkStatus{
+		{
+			Name: "kube-system/cluster", Interface: "eth0", IPs: []string{"10.1.1.5", "fd00::5"},
+			Mac: "02:00:00:00:00:01", Mtu: 1450, Default: true,
+			DNS:     nadv1.DNS{Nameservers: []string{"10.96.0.10"}, Domain: "cluster.local", Search: []string{"ns.svc.cluster.local"}, Options: []string{"ndots:5"}},
+			Gateway: []string{"10.1.1.1", "fd00::1"},
+		},
+		{
+			Name: "ns1/sriov", Interface: "net1", IPs: []string{"10.9.0.2"}, Mac: "02:00:00:00:00:21",
+			DeviceInfo: &nadv1.DeviceInfo{Type: "pci", Version: "1.1.0", Pci: &nadv1.PciDevice{PciAddress: "0000:03:00.1", PfPciAddress: "0000:03:00.0"}},
+			Gateway:    []string{"10.9.0.1"},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("NAD client reads\n %+v\nwant\n %+v\nfrom %s", got, want, data)
+	}
+}
+
+// TestBuildV020 covers old-format results (0.1.0 and 0.2.0: ip4/ip6
+// objects, no interfaces), as libcni returns them from such delegates:
+// one entry for the attachment with every address, its default gateway
+// and DNS.
+func TestBuildV020(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0.1.0", "0.2.0"} {
+		t.Run(v, func(t *testing.T) {
+			t.Parallel()
+			res := &types020.Result{
+				CNIVersion: v,
+				IP4: &types020.IPConfig{
+					IP: cidr(t, "10.7.0.9/24"), Gateway: net.ParseIP("10.7.0.1"),
+					Routes: []types.Route{{Dst: dst(t, "0.0.0.0/0")}, {Dst: dst(t, "10.96.0.0/12"), GW: net.ParseIP("10.7.0.254")}},
+				},
+				IP6: &types020.IPConfig{IP: cidr(t, "fd07::9/64"), Gateway: net.ParseIP("fd07::1")},
+				DNS: types.DNS{Nameservers: []string{"10.96.0.10"}, Search: []string{"svc.cluster.local"}},
+			}
+			got, err := netstatus.Build([]netstatus.Attachment{{Name: "ns1/old", IfName: "net1", Result: res}})
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			want := []netstatus.Entry{{
+				Name: "ns1/old", Interface: "net1", IPs: []string{"10.7.0.9", "fd07::9"},
+				DNS:          &types.DNS{Nameservers: []string{"10.96.0.10"}, Search: []string{"svc.cluster.local"}},
+				DefaultRoute: []string{"10.7.0.1"}, Gateway: []string{"10.7.0.1"},
+			}}
+			if !reflect.DeepEqual(got, want) {
+				gj, _ := json.Marshal(got)
+				wj, _ := json.Marshal(want)
+				t.Errorf("Build =\n %s\nwant\n %s", gj, wj)
 			}
 		})
 	}
