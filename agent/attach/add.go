@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -45,7 +49,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 	}
 
 	cni := m.cni(inv.Path)
-	if err := checkPlugins(inv, plan, cni.Path); err != nil {
+	if err := m.checkPlugins(ctx, inv, plan, cni.Path); err != nil {
 		m.reportFailure(ctx, pod, err)
 		return nil, err
 	}
@@ -165,22 +169,75 @@ func (m *Manager) deviceInfo(inv *invocation, p planned) *netstatus.DeviceInfo {
 }
 
 // checkPlugins fails before anything is attached when a plugin binary of
-// any planned network (main or IPAM) is missing: a clearer error than the
-// exec failure halfway through, and nothing to roll back.
-func checkPlugins(inv *invocation, plan []planned, path []string) error {
+// any planned network (main or IPAM) is missing, or does not support the
+// network's cniVersion: a clearer error than the exec failure halfway
+// through, and nothing to roll back. A plugin refusing the version at ADD
+// refuses it at DEL too, so the rollback could not remove what the
+// plugins before it in the chain added.
+func (m *Manager) checkPlugins(ctx context.Context, inv *invocation, plan []planned, path []string) error {
 	for _, p := range plan {
 		for _, plugin := range p.network.Config.Plugins {
 			for _, typ := range []string{plugin.Network.Type, plugin.Network.IPAM.Type} {
 				if typ == "" {
 					continue
 				}
-				if _, err := invoke.FindInPath(typ, path); err != nil {
+				bin, err := invoke.FindInPath(typ, path)
+				if err != nil {
 					return withCode(CodeNotFound, fmt.Errorf("pod %s: network %s: plugin %q not found in %v", inv.pod, p.network.Name, typ, path))
+				}
+				supported, err := m.versions.supported(ctx, bin, m.exec)
+				if err != nil {
+					return withCode(CodeIncompatibleVersion, fmt.Errorf("pod %s: network %s: plugin %q: %w", inv.pod, p.network.Name, typ, err))
+				}
+				// libcni runs every plugin at the list's version.
+				if v := p.network.Config.CNIVersion; !slices.Contains(supported, v) {
+					return withCode(CodeIncompatibleVersion, fmt.Errorf("pod %s: network %s has cniVersion %q, which its plugin %q does not support (it supports %s)",
+						inv.pod, p.network.Name, v, typ, strings.Join(supported, ", ")))
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// pluginVersions remembers the versions each plugin binary supports, by
+// path, size and modification time: VERSION runs once per binary, not on
+// every ADD.
+type pluginVersions struct {
+	mu    sync.Mutex
+	known map[pluginFile][]string
+}
+
+type pluginFile struct {
+	path  string
+	size  int64
+	mtime time.Time
+}
+
+func (pv *pluginVersions) supported(ctx context.Context, bin string, exec invoke.Exec) ([]string, error) {
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return nil, err
+	}
+	key := pluginFile{bin, fi.Size(), fi.ModTime()}
+	pv.mu.Lock()
+	v, ok := pv.known[key]
+	pv.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	info, err := invoke.GetVersionInfo(ctx, bin, exec)
+	if err != nil {
+		return nil, fmt.Errorf("VERSION: %w", err)
+	}
+	v = info.SupportedVersions()
+	pv.mu.Lock()
+	if pv.known == nil {
+		pv.known = map[pluginFile][]string{}
+	}
+	pv.known[key] = v
+	pv.mu.Unlock()
+	return v, nil
 }
 
 // lookupPod finds the pod CNI_ARGS names. Without pod identity (a runtime

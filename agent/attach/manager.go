@@ -77,6 +77,7 @@ type Manager struct {
 	gcLock sync.RWMutex
 	// containers serializes verbs for one container.
 	containers keyedMutex
+	versions   pluginVersions
 }
 
 // Options configures a Manager.
