@@ -274,3 +274,40 @@ func TestChainedPluginEffect(t *testing.T) {
 	e.del(id, n, "default/p")
 	e.assertClean(n)
 }
+
+// A.26 with effect: the runtime's own port mappings (runtimeConfig of the
+// plexus config, from the pod spec) are DNATed to the cluster network's
+// address only, never to a secondary that declares portMappings too.
+func TestRuntimePortMappingsEffect(t *testing.T) {
+	e := newEnv(t, "1.0.0")
+	e.nad("default", "pm", fmt.Sprintf(`{"cniVersion":"1.0.0","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.247.0.0/24","dataDir":%q}},{"type":"portmap","backend":"iptables","snat":false,"capabilities":{"portMappings":true}}]}`,
+		e.bridge("rp"), e.ipamDir))
+	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "pm"})
+	id := uniqueID("rp")
+	n := cnitest.NewNS(t)
+	rc := map[string]any{"portMappings": []map[string]any{{"hostPort": 47313, "containerPort": 80, "protocol": "tcp"}}}
+	t.Cleanup(func() { e.do(call{verb: attach.VerbDel, containerID: id, netns: n.Path(), pod: "default/p"}) })
+	if _, err := e.do(call{verb: attach.VerbAdd, containerID: id, netns: n.Path(), pod: "default/p", extraConf: map[string]any{"runtimeConfig": rc}}); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	_, clusterName := e.attachmentResult(id, 0)
+	_, secondaryName := e.attachmentResult(id, 1)
+	chain := dnatChain(clusterName, id)
+	if chain == "" {
+		t.Fatalf("no CNI-DN chain for the cluster network %s:\n%s", clusterName, natRules("CNI-HOSTPORT-DNAT"))
+	}
+	t.Cleanup(func() { removeNATChain(chain) })
+	eth0 := strings.Split(addrOf(t, n, "eth0")[0], "/")[0]
+	if rules, want := natRules(chain), "--dport 47313 -j DNAT --to-destination "+eth0+":80"; !strings.Contains(rules, want) {
+		t.Errorf("cluster network chain %s lacks %q:\n%s", chain, want, rules)
+	}
+	if c := dnatChain(secondaryName, id); c != "" {
+		removeNATChain(c)
+		t.Errorf("the secondary %s got the runtime's port mappings", secondaryName)
+	}
+	e.del(id, n, "default/p")
+	if all := natRules(""); strings.Contains(all, chain) || strings.Contains(all, "47313") {
+		t.Errorf("DNAT for the pod left after DEL:\n%s", all)
+	}
+	e.assertClean(n)
+}
