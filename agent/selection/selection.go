@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -119,34 +120,79 @@ func ValidIfName(name string) string {
 	return ""
 }
 
-// Parse parses the networks annotation value of pod. An empty value is an
-// empty selection.
+// Mode is how a selection Multus tolerates but the spec does not is met.
+type Mode string
+
+const (
+	// Strict refuses it: unknown keys without a dot, deprecated keys.
+	Strict Mode = "strict"
+	// Compatible accepts it as Multus does, with a Warning.
+	Compatible Mode = "compatible"
+)
+
+// Options says how to parse a selection.
+type Options struct {
+	// Mode: "" is Strict.
+	Mode Mode
+	// Namespace is the namespace of networks that name none; "" means the
+	// pod's.
+	Namespace string
+}
+
+func (o Options) namespace(pod PodRef) string {
+	if o.Namespace != "" {
+		return o.Namespace
+	}
+	return pod.Namespace
+}
+
+// Warning is a deviation from the spec that compatible mode accepted.
+type Warning struct {
+	Network string
+	Field   string
+	Reason  string
+}
+
+func (w Warning) String() string {
+	return fmt.Sprintf("network %s, field %q: %s", w.Network, w.Field, w.Reason)
+}
+
+// Parse parses the networks annotation value of pod strictly. An empty
+// value is an empty selection.
 func Parse(pod PodRef, value string) ([]Element, error) {
+	elems, _, err := Options{}.Parse(pod, value)
+	return elems, err
+}
+
+// Parse parses the networks annotation value of pod. An empty value is an
+// empty selection. The warnings say what compatible mode accepted.
+func (o Options) Parse(pod PodRef, value string) ([]Element, []Warning, error) {
 	if len(value) > MaxAnnotationSize {
-		return nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is %d bytes, over the %d byte limit", NetworksAnnotation, len(value), MaxAnnotationSize)}
+		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is %d bytes, over the %d byte limit", NetworksAnnotation, len(value), MaxAnnotationSize)}
 	}
 	trimmed := strings.TrimSpace(value)
 	if trimmed == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if strings.HasPrefix(trimmed, "[") {
-		return parseJSON(pod, []byte(trimmed))
+		return parseJSON(pod, []byte(trimmed), o)
 	}
 	if strings.HasPrefix(trimmed, "{") {
-		return nil, &Error{Pod: pod, Reason: "the JSON form must be a list of objects, got an object"}
+		return nil, nil, &Error{Pod: pod, Reason: "the JSON form must be a list of objects, got an object"}
 	}
-	return parseList(pod, trimmed)
+	elems, err := parseList(pod, trimmed, o)
+	return elems, nil, err
 }
 
 // parseList parses the comma form: [namespace/]name[@ifname], ...
-func parseList(pod PodRef, value string) ([]Element, error) {
+func parseList(pod PodRef, value string, o Options) ([]Element, error) {
 	var out []Element
 	for _, item := range strings.Split(value, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			return nil, &Error{Pod: pod, Reason: fmt.Sprintf("empty entry in %q", value)}
 		}
-		e := Element{Namespace: pod.Namespace}
+		e := Element{Namespace: o.namespace(pod)}
 		ref := item
 		if at := strings.LastIndex(item, "@"); at >= 0 {
 			ref, e.Interface = item[:at], item[at+1:]
@@ -174,40 +220,147 @@ func parseList(pod PodRef, value string) ([]Element, error) {
 // error can name the key that is wrong.
 type jsonElement map[string]json.RawMessage
 
-// knownKeys are the spec's keys plus the deviceID extension. Other keys
-// without a dot are reserved by the spec; dotted keys are vendor extensions
-// and ignored.
-var knownKeys = map[string]bool{
-	"name": true, "namespace": true, "ips": true, "mac": true, "interface": true,
-	"portMappings": true, "bandwidth": true, "infiniband-guid": true, "cni-args": true,
-	"default-route": true, "ipam-claim-reference": true, "deviceID": true,
+// elementKey is one key of a JSON element: decode decodes and validates
+// its value into e and returns why it is invalid, or "".
+type elementKey struct {
+	name   string
+	decode func(e *Element, raw json.RawMessage) string
 }
 
-func parseJSON(pod PodRef, data []byte) ([]Element, error) {
+// elementKeys is every key of a JSON element after name and namespace, in
+// the order they are checked (so that the first error reported does not
+// depend on map order): the spec's keys plus the deviceID extension. Other
+// keys without a dot are reserved by the spec; dotted keys are vendor
+// extensions and ignored.
+var elementKeys = []elementKey{
+	{"interface", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.Interface); why != "" {
+			return why
+		}
+		return ValidIfName(e.Interface)
+	}},
+	{"ips", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.IPs); why != "" {
+			return why
+		}
+		for _, ip := range e.IPs {
+			if _, _, err := net.ParseCIDR(ip); err != nil {
+				return fmt.Sprintf("%q is not an IP address with a prefix length (e.g. 10.1.1.5/24)", ip)
+			}
+		}
+		return ""
+	}},
+	{"mac", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.MAC); why != "" {
+			return why
+		}
+		if hw, err := net.ParseMAC(e.MAC); err != nil || len(hw) != 6 {
+			return fmt.Sprintf("%q is not a 48-bit MAC address", e.MAC)
+		}
+		return ""
+	}},
+	{"portMappings", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.PortMappings); why != "" {
+			return why
+		}
+		for i := range e.PortMappings {
+			if why := checkPortMapping(&e.PortMappings[i]); why != "" {
+				return fmt.Sprintf("entry %d: %s", i, why)
+			}
+		}
+		return ""
+	}},
+	{"bandwidth", func(e *Element, raw json.RawMessage) string {
+		b := &Bandwidth{}
+		if why := decode(raw, b); why != "" {
+			return why
+		}
+		e.Bandwidth = b
+		if b.IngressRate < 0 || b.IngressBurst < 0 || b.EgressRate < 0 || b.EgressBurst < 0 {
+			return "rates and bursts must not be negative"
+		}
+		if (b.IngressRate > 0) != (b.IngressBurst > 0) || (b.EgressRate > 0) != (b.EgressBurst > 0) {
+			return "a rate needs its burst and a burst its rate"
+		}
+		return ""
+	}},
+	{"infiniband-guid", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.InfinibandGUID); why != "" {
+			return why
+		}
+		if hw, err := net.ParseMAC(e.InfinibandGUID); err != nil || len(hw) != 8 {
+			return fmt.Sprintf("%q is not a 64-bit GUID (8 colon-separated bytes)", e.InfinibandGUID)
+		}
+		return ""
+	}},
+	{"cni-args", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.CNIArgs); why != "" {
+			return "must be a JSON object: " + why
+		}
+		return ""
+	}},
+	{"default-route", func(e *Element, raw json.RawMessage) string {
+		var routes []string
+		if why := decode(raw, &routes); why != "" {
+			return why
+		}
+		for _, r := range routes {
+			ip := net.ParseIP(r)
+			if ip == nil {
+				return fmt.Sprintf("%q is not an IP address", r)
+			}
+			e.DefaultRoute = append(e.DefaultRoute, ip)
+		}
+		if v4, v6 := countFamilies(e.DefaultRoute); v4 > 1 || v6 > 1 {
+			return "at most one gateway per IP family"
+		}
+		return ""
+	}},
+	{"ipam-claim-reference", func(e *Element, raw json.RawMessage) string {
+		if why := decode(raw, &e.IPAMClaimReference); why != "" {
+			return why
+		}
+		if e.IPAMClaimReference != "" && len(e.IPs) > 0 {
+			return "cannot be combined with ips"
+		}
+		return ""
+	}},
+	{"deviceID", func(e *Element, raw json.RawMessage) string {
+		return decode(raw, &e.DeviceID)
+	}},
+}
+
+// deprecatedKeys are keys Multus still honours under their old name:
+// compatible mode reads them as the new one, strict mode refuses them.
+var deprecatedKeys = map[string]string{"interfaceRequest": "interface"}
+
+func parseJSON(pod PodRef, data []byte, o Options) ([]Element, []Warning, error) {
 	var raw []jsonElement
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&raw); err != nil {
-		return nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is not a JSON list of objects: %v", NetworksAnnotation, err)}
+		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is not a JSON list of objects: %v", NetworksAnnotation, err)}
 	}
 	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
-		return nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s has data after the JSON list", NetworksAnnotation)}
+		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s has data after the JSON list", NetworksAnnotation)}
 	}
 	out := make([]Element, 0, len(raw))
+	var warnings []Warning
 	for i, obj := range raw {
-		e, err := parseElement(pod, i, obj)
+		e, w, err := parseElement(pod, i, obj, o)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, e)
+		warnings = append(warnings, w...)
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
-func parseElement(pod PodRef, index int, obj jsonElement) (Element, error) {
-	e := Element{Namespace: pod.Namespace}
+func parseElement(pod PodRef, index int, obj jsonElement, o Options) (Element, []Warning, error) {
+	e := Element{Namespace: o.namespace(pod)}
 	label := fmt.Sprintf("#%d", index)
 	if obj == nil {
-		return e, &Error{Pod: pod, Network: label, Reason: "element is null"}
+		return e, nil, &Error{Pod: pod, Network: label, Reason: "element is null"}
 	}
 	// A key set to null counts as absent, for every key alike.
 	for k, v := range obj {
@@ -215,120 +368,75 @@ func parseElement(pod PodRef, index int, obj jsonElement) (Element, error) {
 			delete(obj, k)
 		}
 	}
-	if err := decodeField(obj, "name", &e.Name); err != nil {
-		return e, &Error{Pod: pod, Network: label, Field: "name", Reason: err.Error()}
+	if raw, ok := obj["name"]; ok {
+		if why := decode(raw, &e.Name); why != "" {
+			return e, nil, &Error{Pod: pod, Network: label, Field: "name", Reason: why}
+		}
 	}
 	if e.Name != "" {
 		label = e.Name
 	}
-	fail := func(field, format string, args ...any) (Element, error) {
-		return e, &Error{Pod: pod, Network: label, Field: field, Reason: fmt.Sprintf(format, args...)}
-	}
-	if _, ok := obj["namespace"]; ok {
-		if err := decodeField(obj, "namespace", &e.Namespace); err != nil {
-			return fail("namespace", "%v", err)
+	if raw, ok := obj["namespace"]; ok {
+		if why := decode(raw, &e.Namespace); why != "" {
+			return e, nil, &Error{Pod: pod, Network: label, Field: "namespace", Reason: why}
 		}
 	}
 	if err := checkNames(pod, &e, label); err != nil {
-		return e, err
+		return e, nil, err
 	}
 	label = e.Key()
-	for key := range obj {
-		if !knownKeys[key] && !strings.Contains(key, ".") {
+	fail := func(field, reason string) (Element, []Warning, error) {
+		return e, nil, &Error{Pod: pod, Network: label, Field: field, Reason: reason}
+	}
+	var warnings []Warning
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		if key == "name" || key == "namespace" || strings.Contains(key, ".") || slices.ContainsFunc(elementKeys, func(k elementKey) bool { return k.name == key }) {
+			continue
+		}
+		if to, ok := deprecatedKeys[key]; ok {
+			if o.Mode != Compatible {
+				return fail(key, fmt.Sprintf("deprecated key; use %q", to))
+			}
+			if _, both := obj[to]; both {
+				return fail(key, fmt.Sprintf("given together with %q; use %q alone", to, to))
+			}
+			obj[to] = obj[key]
+			delete(obj, key)
+			warnings = append(warnings, Warning{Network: label, Field: key, Reason: fmt.Sprintf("deprecated key read as %q; rename it to %q", to, to)})
+			continue
+		}
+		if o.Mode != Compatible {
 			return fail(key, "unknown key; keys without a dot are reserved by the multi-network spec")
 		}
+		delete(obj, key)
+		warnings = append(warnings, Warning{Network: label, Field: key, Reason: "unknown key ignored; keys without a dot are reserved by the multi-network spec (remove it, or give a vendor key a dotted name)"})
 	}
-	if err := decodeField(obj, "interface", &e.Interface); err != nil {
-		return fail("interface", "%v", err)
-	}
-	if _, ok := obj["interface"]; ok {
-		if why := ValidIfName(e.Interface); why != "" {
-			return fail("interface", "%s", why)
+	for _, k := range elementKeys {
+		raw, ok := obj[k.name]
+		if !ok {
+			continue
+		}
+		if why := k.decode(&e, raw); why != "" {
+			return fail(k.name, why)
 		}
 	}
-	if err := decodeField(obj, "ips", &e.IPs); err != nil {
-		return fail("ips", "%v", err)
-	}
-	for _, ip := range e.IPs {
-		if _, _, err := net.ParseCIDR(ip); err != nil {
-			return fail("ips", "%q is not an IP address with a prefix length (e.g. 10.1.1.5/24)", ip)
-		}
-	}
-	if err := decodeField(obj, "mac", &e.MAC); err != nil {
-		return fail("mac", "%v", err)
-	}
-	if _, ok := obj["mac"]; ok {
-		if hw, err := net.ParseMAC(e.MAC); err != nil || len(hw) != 6 {
-			return fail("mac", "%q is not a 48-bit MAC address", e.MAC)
-		}
-	}
-	if err := decodeField(obj, "portMappings", &e.PortMappings); err != nil {
-		return fail("portMappings", "%v", err)
-	}
-	for i := range e.PortMappings {
-		if why := checkPortMapping(&e.PortMappings[i]); why != "" {
-			return fail("portMappings", "entry %d: %s", i, why)
-		}
-	}
-	if _, ok := obj["bandwidth"]; ok {
-		e.Bandwidth = &Bandwidth{}
-		if err := decodeField(obj, "bandwidth", e.Bandwidth); err != nil {
-			return fail("bandwidth", "%v", err)
-		}
-		b := e.Bandwidth
-		if b.IngressRate < 0 || b.IngressBurst < 0 || b.EgressRate < 0 || b.EgressBurst < 0 {
-			return fail("bandwidth", "rates and bursts must not be negative")
-		}
-		if (b.IngressRate > 0) != (b.IngressBurst > 0) || (b.EgressRate > 0) != (b.EgressBurst > 0) {
-			return fail("bandwidth", "a rate needs its burst and a burst its rate")
-		}
-	}
-	if err := decodeField(obj, "infiniband-guid", &e.InfinibandGUID); err != nil {
-		return fail("infiniband-guid", "%v", err)
-	}
-	if _, ok := obj["infiniband-guid"]; ok {
-		if hw, err := net.ParseMAC(e.InfinibandGUID); err != nil || len(hw) != 8 {
-			return fail("infiniband-guid", "%q is not a 64-bit GUID (8 colon-separated bytes)", e.InfinibandGUID)
-		}
-	}
-	if err := decodeField(obj, "cni-args", &e.CNIArgs); err != nil {
-		return fail("cni-args", "must be a JSON object: %v", err)
-	}
-	var routes []string
-	if err := decodeField(obj, "default-route", &routes); err != nil {
-		return fail("default-route", "%v", err)
-	}
-	for _, r := range routes {
-		ip := net.ParseIP(r)
-		if ip == nil {
-			return fail("default-route", "%q is not an IP address", r)
-		}
-		e.DefaultRoute = append(e.DefaultRoute, ip)
-	}
-	if v4, v6 := countFamilies(e.DefaultRoute); v4 > 1 || v6 > 1 {
-		return fail("default-route", "at most one gateway per IP family")
-	}
-	if err := decodeField(obj, "ipam-claim-reference", &e.IPAMClaimReference); err != nil {
-		return fail("ipam-claim-reference", "%v", err)
-	}
-	if e.IPAMClaimReference != "" && len(e.IPs) > 0 {
-		return fail("ipam-claim-reference", "cannot be combined with ips")
-	}
-	if err := decodeField(obj, "deviceID", &e.DeviceID); err != nil {
-		return fail("deviceID", "%v", err)
-	}
-	return e, nil
+	return e, warnings, nil
 }
 
-// decodeField decodes obj[key] into v if present.
-func decodeField(obj jsonElement, key string, v any) error {
-	raw, ok := obj[key]
-	if !ok {
-		return nil
-	}
+// decode decodes raw into v, refusing unknown fields of objects, and
+// returns why it failed, or "".
+func decode(raw json.RawMessage, v any) string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func checkNames(pod PodRef, e *Element, label string) error {
@@ -373,19 +481,26 @@ func countFamilies(ips []net.IP) (v4, v6 int) {
 	return v4, v6
 }
 
-// ParseDefaultNetwork parses the v1.multus-cni.io/default-network annotation:
-// a single [namespace/]name. It returns nil for an empty value.
+// ParseDefaultNetwork parses the v1.multus-cni.io/default-network annotation
+// strictly: a single [namespace/]name. It returns nil for an empty value.
 func ParseDefaultNetwork(pod PodRef, value string) (*Element, error) {
+	e, _, err := Options{}.ParseDefaultNetwork(pod, value)
+	return e, err
+}
+
+// ParseDefaultNetwork parses the v1.multus-cni.io/default-network annotation:
+// a single network. It returns nil for an empty value.
+func (o Options) ParseDefaultNetwork(pod PodRef, value string) (*Element, []Warning, error) {
 	value = strings.TrimSpace(value)
 	if value == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	elems, err := Parse(pod, value)
+	elems, warnings, err := o.Parse(pod, value)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(elems) != 1 {
-		return nil, &Error{Pod: pod, Field: DefaultNetworkAnnotation, Reason: fmt.Sprintf("must name exactly one network, got %d", len(elems))}
+		return nil, nil, &Error{Pod: pod, Field: DefaultNetworkAnnotation, Reason: fmt.Sprintf("must name exactly one network, got %d", len(elems))}
 	}
-	return &elems[0], nil
+	return &elems[0], warnings, nil
 }
