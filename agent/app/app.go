@@ -216,6 +216,7 @@ func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGette
 			SystemNamespaces:   cfg.SystemNamespaces,
 			NamespaceIsolation: cfg.NamespaceIsolation,
 			GlobalNamespaces:   cfg.GlobalNamespaces,
+			SelectionMode:      cfg.SelectionMode,
 			BinDirs:            cfg.BinDirs,
 			DeviceInfoDir:      cfg.DeviceInfoDir,
 		},

@@ -68,7 +68,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 			IfName:         p.ifname,
 			Config:         p.network.Config.Bytes,
 			CapabilityArgs: p.capArgs,
-			Args:           inv.args,
+			Args:           p.delegateArgs(inv.args),
 			Default:        p.primary,
 			DeviceInfoFile: p.devInfoFile,
 		})
@@ -250,7 +250,7 @@ func (m *Manager) lookupPod(ctx context.Context, inv *invocation) (*source.Pod, 
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", inv.pod, err)
 	}
-	return pod, nil
+	return m.confirmPod(ctx, inv, pod)
 }
 
 // rollback tears down attachments 0..last in reverse after a failed ADD,

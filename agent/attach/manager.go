@@ -22,6 +22,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/pluginexec"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
@@ -44,6 +45,11 @@ type Config struct {
 	// of GlobalNamespaces.
 	NamespaceIsolation bool
 	GlobalNamespaces   []string
+	// SelectionMode is what to do with a selection Multus accepts but the
+	// spec does not (unknown keys, interfaceRequest, ips or mac for a
+	// network without the capability): selection.Compatible accepts it
+	// as Multus does and warns the pod, anything else refuses it.
+	SelectionMode selection.Mode
 	// BinDirs, when set, replace CNI_PATH for delegates.
 	BinDirs []string
 	// DeviceInfoDir is the Device Info spec's root directory: device
@@ -58,6 +64,9 @@ type Config struct {
 type StatusReporter interface {
 	Report(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error
 	Failed(ctx context.Context, pod *source.Pod, err error)
+	// Warn tells the pod's owner of a selection compatible mode accepted
+	// (a Warning Event). Best effort, like Failed.
+	Warn(ctx context.Context, pod *source.Pod, msg string)
 }
 
 // Manager serves CNI verbs.

@@ -26,6 +26,9 @@ type planned struct {
 	// capArgs become the delegate's runtimeConfig (libcni passes only the
 	// keys a plugin declares as capabilities).
 	capArgs map[string]any
+	// cniArgs are CNI_ARGS of this attachment's delegate only, on top of
+	// the runtime's: compatible mode's IP= and MAC=.
+	cniArgs [][2]string
 	// defaultRoute is the selection's default-route gateways.
 	defaultRoute []net.IP
 	// deviceID is the attachment's device: the selection's deviceID, or
@@ -51,9 +54,12 @@ var selectionCapabilities = []struct{ field, capability string }{
 }
 
 // plan turns the pod and its selection into the ordered attachment list:
-// the cluster default network first, then every selected network.
+// the cluster default network (or the pod's override) first, then the
+// agent's defaultNetworks, then the pod's selection. What compatible mode
+// accepted is reported to the pod as warnings once the plan stands.
 func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([]planned, error) {
-	primary, err := m.primaryNetwork(ctx, pod)
+	var warnings []string
+	primary, err := m.primaryNetwork(ctx, pod, &warnings)
 	if err != nil {
 		return nil, err
 	}
@@ -65,16 +71,23 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 	}
 	ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
 	var elems []selection.Element
+	// The defaultNetworks are the admin's: strict (the agent's own
+	// configuration has no excuse) and exempt from namespace isolation.
+	admin := selection.Options{Namespace: m.cfg.SystemNamespace}
 	for _, name := range m.cfg.DefaultNetworks {
-		e, err := selection.Parse(selection.PodRef{Namespace: m.cfg.SystemNamespace, Name: pod.Name}, name)
+		e, _, err := admin.Parse(ref, name)
 		if err != nil || len(e) != 1 {
 			return nil, withCode(CodeInvalidConfig, fmt.Errorf("agent defaultNetworks entry %q is invalid: %w", name, err))
 		}
 		elems = append(elems, e[0])
 	}
-	selected, err := selection.Parse(ref, pod.Annotations[selection.NetworksAnnotation])
+	fromAdmin := len(elems)
+	selected, selWarnings, err := selection.Options{Mode: m.cfg.SelectionMode}.Parse(ref, pod.Annotations[selection.NetworksAnnotation])
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range selWarnings {
+		warnings = append(warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, selection.NetworksAnnotation, w))
 	}
 	elems = append(elems, selected...)
 
@@ -82,8 +95,10 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 	var v4Route, v6Route string
 	for i := range elems {
 		e := &elems[i]
-		if err := m.checkIsolation(pod, e.Namespace, e.Name, "network selection"); err != nil {
-			return nil, err
+		if i >= fromAdmin {
+			if err := m.checkIsolation(pod, e.Namespace, e.Name, "network selection"); err != nil {
+				return nil, err
+			}
 		}
 		net, err := m.resolver.NAD(ctx, e.Namespace, e.Name)
 		if err != nil {
@@ -107,7 +122,7 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 			}
 			*claim = e.Key()
 		}
-		if p.capArgs, err = capabilityArgs(ref, e, net.Config); err != nil {
+		if p.capArgs, p.cniArgs, err = m.capabilityArgs(ref, e, net.Config, &warnings); err != nil {
 			return nil, err
 		}
 		if p.network, err = injectSelection(net, e); err != nil {
@@ -115,7 +130,49 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 		}
 		out = append(out, p)
 	}
-	return out, m.planDevices(ctx, inv, pod, out)
+	if err := m.planDevices(ctx, inv, pod, out); err != nil {
+		return nil, err
+	}
+	m.warn(ctx, pod, warnings)
+	return out, nil
+}
+
+// warn tells the pod's owner what compatible mode accepted: a Warning
+// Event in Kubernetes mode, and the agent's log.
+func (m *Manager) warn(ctx context.Context, pod *source.Pod, warnings []string) {
+	for _, w := range warnings {
+		m.log.WarnContext(ctx, "selection accepted in compatible mode", "pod", pod.Namespace+"/"+pod.Name, "warning", w)
+		if m.reporter != nil {
+			reportCtx, cancel := context.WithTimeout(ctx, reportTimeout)
+			m.reporter.Warn(reportCtx, pod, w)
+			cancel()
+		}
+	}
+}
+
+// delegateArgs is the CNI_ARGS of the attachment's delegate: the
+// runtime's, with the attachment's own keys replacing any of the same
+// name. IgnoreUnknown=1 is added with them, so that a plugin reading none
+// of them does not fail on them.
+func (p *planned) delegateArgs(runtime [][2]string) [][2]string {
+	if len(p.cniArgs) == 0 {
+		return runtime
+	}
+	out := make([][2]string, 0, len(runtime)+len(p.cniArgs)+1)
+	ignore := false
+	for _, kv := range runtime {
+		if slices.ContainsFunc(p.cniArgs, func(own [2]string) bool { return own[0] == kv[0] }) {
+			continue
+		}
+		if kv[0] == "IgnoreUnknown" {
+			kv[1], ignore = "1", true
+		}
+		out = append(out, kv)
+	}
+	if !ignore {
+		out = append(out, [2]string{"IgnoreUnknown", "1"})
+	}
+	return append(out, p.cniArgs...)
 }
 
 // planDevices is the devices step. Every attachment whose NAD names a
@@ -196,18 +253,27 @@ func withCapArg(args map[string]any, key string, value any) map[string]any {
 }
 
 // primaryNetwork resolves the cluster default network, or the pod's
-// default-network override.
-func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod) (*resolve.Network, error) {
+// default-network override. Bare names in the override are the system
+// namespace's, as in Multus (its multusNamespace).
+func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings *[]string) (*resolve.Network, error) {
 	if pod != nil {
 		ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
-		override, err := selection.ParseDefaultNetwork(ref, pod.Annotations[selection.DefaultNetworkAnnotation])
+		o := selection.Options{Mode: m.cfg.SelectionMode, Namespace: m.cfg.SystemNamespace}
+		override, w, err := o.ParseDefaultNetwork(ref, pod.Annotations[selection.DefaultNetworkAnnotation])
 		if err != nil {
 			return nil, err
 		}
+		for _, w := range w {
+			*warnings = append(*warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, selection.DefaultNetworkAnnotation, w))
+		}
 		if override != nil {
-			// Unlike Multus, isolation applies to the override too.
-			if err := m.checkIsolation(pod, override.Namespace, override.Name, selection.DefaultNetworkAnnotation); err != nil {
-				return nil, err
+			// Unlike Multus, isolation applies to the override too; the
+			// system namespace's networks are the admin's alternatives
+			// to the cluster network and stay allowed.
+			if override.Namespace != m.cfg.SystemNamespace {
+				if err := m.checkIsolation(pod, override.Namespace, override.Name, selection.DefaultNetworkAnnotation); err != nil {
+					return nil, err
+				}
 			}
 			net, err := m.resolver.NAD(ctx, override.Namespace, override.Name)
 			if err != nil {
@@ -256,9 +322,13 @@ func (m *Manager) checkIsolation(pod *source.Pod, nadNamespace, nadName, what st
 
 // capabilityArgs routes the selection's runtime keys to runtimeConfig and
 // fails when no plugin of the network declares the capability: silently
-// dropping a requested static IP or MAC would be worse than failing.
-func capabilityArgs(pod selection.PodRef, e *selection.Element, list *libcni.NetworkConfigList) (map[string]any, error) {
+// dropping a requested static IP or MAC would be worse than failing. In
+// compatible mode ips and mac without the capability go to the delegate
+// as CNI_ARGS IP= and MAC= instead, as Multus passes them (the static IPAM
+// plugin reads IP=, bridge, macvlan and tuning read MAC=), with a warning.
+func (m *Manager) capabilityArgs(pod selection.PodRef, e *selection.Element, list *libcni.NetworkConfigList, warnings *[]string) (map[string]any, [][2]string, error) {
 	values := map[string]any{}
+	var cniArgs [][2]string
 	if len(e.IPs) > 0 {
 		values["ips"] = e.IPs
 	}
@@ -275,15 +345,31 @@ func capabilityArgs(pod selection.PodRef, e *selection.Element, list *libcni.Net
 		values["infinibandGUID"] = e.InfinibandGUID
 	}
 	for _, sc := range selectionCapabilities {
-		if _, ok := values[sc.capability]; ok && !declares(list, sc.capability) {
-			return nil, &selection.Error{Pod: pod, Network: e.Key(), Field: sc.field,
+		if _, ok := values[sc.capability]; !ok || declares(list, sc.capability) {
+			continue
+		}
+		arg := compatibleArgs[sc.field]
+		if arg == nil || m.cfg.SelectionMode != selection.Compatible {
+			return nil, nil, &selection.Error{Pod: pod, Network: e.Key(), Field: sc.field,
 				Reason: fmt.Sprintf("no plugin of network %s declares the %q capability", e.Key(), sc.capability)}
 		}
+		kv := arg(e)
+		cniArgs = append(cniArgs, kv)
+		delete(values, sc.capability)
+		*warnings = append(*warnings, fmt.Sprintf("pod %s: network %s: no plugin declares the %q capability, so the selection's %q went to the delegate as CNI_ARGS %s=%s, which only some plugins read; declare \"capabilities\": {%q: true} on the plugin of NetworkAttachmentDefinition %s that takes it",
+			pod, e.Key(), sc.capability, sc.field, kv[0], kv[1], sc.capability, e.Key()))
 	}
 	if len(values) == 0 {
-		return nil, nil
+		values = nil
 	}
-	return values, nil
+	return values, cniArgs, nil
+}
+
+// compatibleArgs are the selection keys compatible mode passes as CNI_ARGS
+// when no plugin declares their capability, the way Multus does.
+var compatibleArgs = map[string]func(*selection.Element) [2]string{
+	"ips": func(e *selection.Element) [2]string { return [2]string{"IP", strings.Join(e.IPs, ",")} },
+	"mac": func(e *selection.Element) [2]string { return [2]string{"MAC", e.MAC} },
 }
 
 func declares(list *libcni.NetworkConfigList, capability string) bool {

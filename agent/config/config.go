@@ -30,6 +30,10 @@ type Config struct {
 	SystemNamespaces   []string `json:"systemNamespaces,omitempty"`
 	NamespaceIsolation bool     `json:"namespaceIsolation,omitempty"`
 	GlobalNamespaces   []string `json:"globalNamespaces,omitempty"`
+	// SelectionMode is what to do with a selection a Multus cluster
+	// tolerates but the spec does not: compatible (the default) accepts it
+	// with a Warning Event, strict refuses it.
+	SelectionMode selection.Mode `json:"selectionMode,omitempty"`
 
 	// MaxConcurrent caps CNI requests served at once.
 	MaxConcurrent int `json:"maxConcurrent,omitempty"`
@@ -164,6 +168,9 @@ func (c *Config) setDefaults() {
 	if c.SystemNamespaces == nil {
 		c.SystemNamespaces = []string{"kube-system"}
 	}
+	if c.SelectionMode == "" {
+		c.SelectionMode = selection.Compatible
+	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 64
 	}
@@ -194,6 +201,9 @@ func (c *Config) validate() error {
 		if !selection.IsDNS1123Label(ns) {
 			return fmt.Errorf("namespace %q is not a DNS-1123 label", ns)
 		}
+	}
+	if c.SelectionMode != selection.Compatible && c.SelectionMode != selection.Strict {
+		return fmt.Errorf("selectionMode: %q is not compatible or strict", c.SelectionMode)
 	}
 	if c.MaxConcurrent < 0 {
 		return fmt.Errorf("maxConcurrent: must not be negative")

@@ -11,6 +11,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/podresources"
+	"github.com/plexus-cni/plexus/agent/selection"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -31,6 +32,7 @@ func TestParseDefaults(t *testing.T) {
 			ClusterNetwork:     "kube-system/cluster",
 			SystemNamespace:    "kube-system",
 			SystemNamespaces:   []string{"kube-system"},
+			SelectionMode:      selection.Compatible,
 			MaxConcurrent:      64,
 			PodResourcesSocket: "/var/lib/kubelet/pod-resources/kubelet.sock",
 			DeviceInfoDir:      "/var/run/k8s.cni.cncf.io/devinfo",
@@ -55,6 +57,7 @@ systemNamespace: sys
 systemNamespaces: [kube-system, sys]
 namespaceIsolation: true
 globalNamespaces: [default, shared]
+selectionMode: strict
 maxConcurrent: 8
 podResourcesSocket: /run/kubelet/pr.sock
 deviceInfoDir: /run/devinfo
@@ -76,6 +79,7 @@ local:
 		SystemNamespaces:   []string{"kube-system", "sys"},
 		NamespaceIsolation: true,
 		GlobalNamespaces:   []string{"default", "shared"},
+		SelectionMode:      selection.Strict,
 		MaxConcurrent:      8,
 		PodResourcesSocket: "/run/kubelet/pr.sock",
 		DeviceInfoDir:      "/run/devinfo",
@@ -116,6 +120,7 @@ func TestParseInvalid(t *testing.T) {
 		{"empty systemNamespaces entry", cn + "systemNamespaces: ['']\n", `""`},
 		{"bad globalNamespaces", cn + "globalNamespaces: [UPPER]\n", "UPPER"},
 		{"long globalNamespace", cn + "globalNamespaces: [" + strings.Repeat("a", 64) + "]\n", strings.Repeat("a", 64)},
+		{"unknown selectionMode", cn + "selectionMode: lenient\n", "selectionMode"},
 		{"negative maxConcurrent", cn + "maxConcurrent: -1\n", "maxConcurrent"},
 	}
 	for _, tt := range tests {

@@ -79,6 +79,13 @@ func (r *Reporter) Failed(ctx context.Context, pod *source.Pod, cause error) {
 	_ = r.event(ctx, pod, corev1.EventTypeWarning, "ErrorAddingNetwork", cause.Error())
 }
 
+// Warn records a Warning Event of a selection compatible mode accepted as
+// Multus would, saying how to make it valid.
+func (r *Reporter) Warn(ctx context.Context, pod *source.Pod, msg string) {
+	// Best effort: the agent's log has the warning too.
+	_ = r.event(ctx, pod, corev1.EventTypeWarning, "NetworkSelectionWarning", msg)
+}
+
 func (r *Reporter) event(ctx context.Context, pod *source.Pod, typ, reason, msg string) error {
 	now := metav1.NewTime(time.Now())
 	ev := &corev1.Event{

@@ -187,6 +187,12 @@ func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.P
 			}
 		}
 	}
+	return s.GetPodLive(ctx, namespace, name)
+}
+
+// GetPodLive reads the pod from the API server, bypassing the cache: for a
+// pod the cache lacks, or has in an older incarnation (another UID).
+func (s *Sources) GetPodLive(ctx context.Context, namespace, name string) (*source.Pod, error) {
 	getCtx, cancel := context.WithTimeout(ctx, liveGetTimeout)
 	defer cancel()
 	p, err := s.client.GetPod(getCtx, namespace, name)
