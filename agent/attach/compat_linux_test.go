@@ -26,7 +26,7 @@ type warnings struct {
 }
 
 func (w *warnings) Report(context.Context, *source.Pod, []netstatus.Entry) error { return nil }
-func (w *warnings) Failed(context.Context, *source.Pod, error)                  {}
+func (w *warnings) Failed(context.Context, *source.Pod, error)                   {}
 func (w *warnings) Warn(_ context.Context, pod *source.Pod, msg string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
