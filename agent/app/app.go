@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/plexus-cni/plexus/agent/attach"
@@ -89,15 +90,35 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	m := metrics.New()
 	delegates := &pluginexec.Exec{Stderr: stderr, Observe: m.ObserveDelegate}
+	// The generator is made first: unless clusterNetwork overrides it, the
+	// primary configuration it follows is every pod's cluster network.
+	var gen *cniconf.Generator
+	var primary attach.PrimarySource
+	if cfg.CNIConf != nil {
+		gen = &cniconf.Generator{
+			ConfDir:                cfg.CNIConfDir,
+			FileName:               cfg.CNIConf.FileName,
+			SocketPath:             cfg.Socket,
+			ReadinessIndicatorFile: cfg.CNIConf.ReadinessIndicatorFile,
+			// A primary the agent could not attach pods with is not one.
+			Validate: func(path string, data []byte) error {
+				_, err := resolve.Parse(path, data, "")
+				return err
+			},
+			Log: log,
+		}
+		primary = gen
+		registerPrimaryMetrics(m.Registry, gen)
+	}
 	var mgr *attach.Manager
 	var uninstalling func() bool
 	if cfg.Local != nil {
-		if mgr, err = NewLocalManager(cfg, log, delegates); err != nil {
+		if mgr, err = newLocalManager(cfg, log, delegates, primary); err != nil {
 			return err
 		}
 	} else {
 		var stop func()
-		if mgr, stop, uninstalling, err = newKubeManager(ctx, cfg, log, delegates); err != nil {
+		if mgr, stop, uninstalling, err = newKubeManager(ctx, cfg, log, delegates, primary); err != nil {
 			return err
 		}
 		defer stop()
@@ -129,15 +150,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	// the process exits non-zero for kubelet to restart it (a dead CNI
 	// server must not leave a live process with a healthy /healthz).
 	g, gctx := errgroup.WithContext(ctx)
-	var gen *cniconf.Generator
-	if cfg.CNIConf != nil {
-		gen = &cniconf.Generator{
-			ConfDir:                cfg.CNIConfDir,
-			FileName:               cfg.CNIConf.FileName,
-			SocketPath:             cfg.Socket,
-			ReadinessIndicatorFile: cfg.CNIConf.ReadinessIndicatorFile,
-			Log:                    log,
-		}
+	if gen != nil {
 		g.Go(func() error {
 			err := gen.Run(gctx)
 			if err != nil {
@@ -197,28 +210,55 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 // plugins; nil means a plain pluginexec.Exec (benchmarks pass one that times
 // them).
 func NewLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
+	return newLocalManager(cfg, log, exec, nil)
+}
+
+func newLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (*attach.Manager, error) {
 	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
-	return newManager(cfg, dir, dir, nil, log, exec)
+	return newManager(cfg, dir, dir, nil, log, exec, primary)
+}
+
+// registerPrimaryMetrics exports the primary configuration's state: how
+// often the directory's became unusable, and whether pods get the last
+// good one right now.
+func registerPrimaryMetrics(reg *prometheus.Registry, gen *cniconf.Generator) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plexus_primary_cni_conf_rejected_total",
+			Help: "Times the node's primary CNI configuration became unusable (invalid, missing) while a good one was in use.",
+		}, func() float64 { return float64(gen.Rejections()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "plexus_primary_cni_conf_stale",
+			Help: "1 while new pods get the last good primary CNI configuration because the directory offers no usable one.",
+		}, func() float64 {
+			if gen.Stale() != "" {
+				return 1
+			}
+			return 0
+		}),
+	)
 }
 
 // newManager builds the core over the given sources: the same code from
 // selection on serves both modes.
-func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGetter, reporter attach.StatusReporter, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
+func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGetter, reporter attach.StatusReporter, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (*attach.Manager, error) {
 	records, err := record.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
 		return nil, err
 	}
 	return attach.New(attach.Options{
 		Config: attach.Config{
-			ClusterNetwork:     cfg.ClusterNetwork,
-			DefaultNetworks:    cfg.DefaultNetworks,
-			SystemNamespace:    cfg.SystemNamespace,
-			SystemNamespaces:   cfg.SystemNamespaces,
-			NamespaceIsolation: cfg.NamespaceIsolation,
-			GlobalNamespaces:   cfg.GlobalNamespaces,
-			SelectionMode:      cfg.SelectionMode,
-			BinDirs:            cfg.BinDirs,
-			DeviceInfoDir:      cfg.DeviceInfoDir,
+			ClusterNetwork:        cfg.ClusterNetwork,
+			AuxiliaryCNIChainName: cfg.AuxiliaryCNIChainName,
+			ConfDir:               cfg.CNIConfDir,
+			DefaultNetworks:       cfg.DefaultNetworks,
+			SystemNamespace:       cfg.SystemNamespace,
+			SystemNamespaces:      cfg.SystemNamespaces,
+			NamespaceIsolation:    cfg.NamespaceIsolation,
+			GlobalNamespaces:      cfg.GlobalNamespaces,
+			SelectionMode:         cfg.SelectionMode,
+			BinDirs:               cfg.BinDirs,
+			DeviceInfoDir:         cfg.DeviceInfoDir,
 		},
 		Pods:     pods,
 		Resolver: &resolve.Resolver{NADs: nads, ConfDir: cfg.CNIConfDir},
@@ -226,6 +266,7 @@ func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGette
 		CacheDir: filepath.Join(cfg.StateDir, "cache"),
 		Exec:     exec,
 		Reporter: reporter,
+		Primary:  primary,
 		// Asked only for pods with a NAD that names a resource; dialed on
 		// first use, so nodes without devices never need the socket.
 		Devices: podresources.New(cfg.PodResourcesSocket, 0),

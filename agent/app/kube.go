@@ -23,7 +23,7 @@ const informerSyncTimeout = 2 * time.Minute
 // newKubeManager builds the core over informer caches and the Kubernetes
 // status reporter. stop waits for the informers after ctx ends;
 // uninstalling tells, when the agent stops, whether its DaemonSet is gone.
-func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec) (mgr *attach.Manager, stop func(), uninstalling func() bool, err error) {
+func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (mgr *attach.Manager, stop func(), uninstalling func() bool, err error) {
 	node := cfg.Kubernetes.NodeName
 	if node == "" {
 		node = os.Getenv("NODE_NAME")
@@ -59,7 +59,7 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 		return nil, nil, nil, err
 	}
 	log.Info("informer caches synced", "node", node)
-	mgr, err = newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, exec)
+	mgr, err = newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, exec, primary)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -48,8 +48,19 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		return nil, err
 	}
 
+	// The auxiliary chain runs last, on the cluster network's interface.
+	all := plan
+	aux, err := m.auxiliaryChain(plan[0].network.Config.CNIVersion)
+	if err != nil {
+		m.reportFailure(ctx, pod, err)
+		return nil, err
+	}
+	if aux != nil {
+		all = append(slices.Clip(plan), planned{network: aux, ifname: inv.IfName})
+	}
+
 	cni := m.cni(inv.Path)
-	if err := m.checkPlugins(ctx, inv, plan, cni.Path); err != nil {
+	if err := m.checkPlugins(ctx, inv, all, cni.Path); err != nil {
 		m.reportFailure(ctx, pod, err)
 		return nil, err
 	}
@@ -62,7 +73,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		PodName:      inv.pod.Name,
 		PodUID:       inv.podUID(),
 	}
-	for _, p := range plan {
+	for _, p := range all {
 		rec.Attachments = append(rec.Attachments, record.Attachment{
 			Network:        p.network.Name,
 			IfName:         p.ifname,
@@ -79,8 +90,8 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		return nil, withCode(CodeIOFailure, fmt.Errorf("pod %s: %w", inv.pod, err))
 	}
 
-	results := make([]types.Result, len(plan))
-	for i, p := range plan {
+	results := make([]types.Result, len(all))
+	for i, p := range all {
 		if p.devInfo != nil {
 			// The delegate reads the device plugin's information here.
 			if err := devices.WriteCNI(p.devInfoFile, p.devInfo); err != nil {
@@ -88,7 +99,14 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 				return nil, m.rollback(inv, rec, i-1, pod, err)
 			}
 		}
-		res, err := cni.AddNetworkList(ctx, p.network.Config, runtimeConf(inv, &rec.Attachments[i]))
+		list := p.network.Config
+		if i >= len(plan) {
+			if list, err = withPrevResult(list, results[0]); err != nil {
+				err = fmt.Errorf("pod %s: auxiliary chain %s: %w", inv.pod, p.network.Name, err)
+				return nil, m.rollback(inv, rec, i-1, pod, err)
+			}
+		}
+		res, err := cni.AddNetworkList(ctx, list, runtimeConf(inv, &rec.Attachments[i]))
 		if err != nil {
 			err = fmt.Errorf("pod %s: add network %s as %s: %w", inv.pod, p.network.Name, p.ifname, err)
 			return nil, m.rollback(inv, rec, i, pod, err)
@@ -96,9 +114,15 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		results[i] = res
 	}
 
-	out, status, err := m.complete(inv, rec, plan, results)
+	for i := len(plan); i < len(all); i++ {
+		// Recorded, not reported: the chain adds no interface of its own.
+		if rec.Attachments[i].Result, err = json.Marshal(results[i]); err != nil {
+			return nil, m.rollback(inv, rec, len(all)-1, pod, err)
+		}
+	}
+	out, status, err := m.complete(inv, rec, plan, results[:len(plan)])
 	if err != nil {
-		return nil, m.rollback(inv, rec, len(plan)-1, pod, err)
+		return nil, m.rollback(inv, rec, len(all)-1, pod, err)
 	}
 	if m.reporter != nil && pod != nil {
 		// A slow API server must not hold the pod's network hostage.

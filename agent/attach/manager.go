@@ -31,8 +31,18 @@ type Config struct {
 	// ClusterNetwork is the cluster default network every pod gets first:
 	// "namespace/name" of a NAD, an absolute path to a conf file, or a
 	// network name resolved as a NAD in SystemNamespace and then as an
-	// on-disk configuration in the CNI conf dir.
+	// on-disk configuration in the CNI conf dir. Empty means the node's
+	// primary CNI configuration, as Options.Primary hands it out (Multus'
+	// auto mode).
 	ClusterNetwork string
+	// AuxiliaryCNIChainName, when set, names a chain run on the cluster
+	// network's interface after every other attachment: the .conf
+	// plugins in <ConfDir>/<name>/, as its own network of that name
+	// (Multus' auxiliaryCNIChainName).
+	AuxiliaryCNIChainName string
+	// ConfDir is the CNI configuration directory the auxiliary chain is
+	// read from.
+	ConfDir string
 	// DefaultNetworks are attached to every pod (outside SystemNamespaces)
 	// before the ones its annotation asks for: "[namespace/]name".
 	DefaultNetworks []string
@@ -69,6 +79,13 @@ type StatusReporter interface {
 	Warn(ctx context.Context, pod *source.Pod, msg string)
 }
 
+// PrimarySource hands out the node's primary CNI configuration: the file's
+// path and its content as read and validated once (cniconf.Generator).
+// ok is false while there has never been one.
+type PrimarySource interface {
+	PrimaryConf() (path string, data []byte, ok bool)
+}
+
 // Manager serves CNI verbs.
 type Manager struct {
 	cfg      Config
@@ -78,6 +95,7 @@ type Manager struct {
 	cacheDir string
 	exec     invoke.Exec
 	reporter StatusReporter
+	primary  PrimarySource
 	devices  devices.Source
 	info     *devices.InfoFiles
 	log      *slog.Logger
@@ -101,6 +119,8 @@ type Options struct {
 	// agent).
 	Exec     invoke.Exec
 	Reporter StatusReporter
+	// Primary is the cluster network when Config.ClusterNetwork is empty.
+	Primary PrimarySource
 	// Devices tells which devices kubelet allocated to a pod; asked only
 	// for pods with a network whose NAD names a resource. Nil: such
 	// networks fail. Close closes it if it is an io.Closer.
@@ -113,8 +133,8 @@ func New(o Options) (*Manager, error) {
 	if o.Pods == nil || o.Resolver == nil || o.Records == nil || o.CacheDir == "" {
 		return nil, fmt.Errorf("attach: Pods, Resolver, Records and CacheDir are required")
 	}
-	if strings.TrimSpace(o.Config.ClusterNetwork) == "" {
-		return nil, fmt.Errorf("attach: no cluster network configured")
+	if strings.TrimSpace(o.Config.ClusterNetwork) == "" && o.Primary == nil {
+		return nil, fmt.Errorf("attach: no cluster network: configure one, or a source of the node's primary CNI configuration")
 	}
 	if o.Config.SystemNamespace == "" {
 		o.Config.SystemNamespace = "kube-system"
@@ -136,6 +156,7 @@ func New(o Options) (*Manager, error) {
 		cacheDir: o.CacheDir,
 		exec:     o.Exec,
 		reporter: o.Reporter,
+		primary:  o.Primary,
 		devices:  o.Devices,
 		info:     &devices.InfoFiles{Dir: o.Config.DeviceInfoDir},
 		log:      o.Log,

@@ -285,9 +285,23 @@ func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings 
 	return m.clusterNetwork(ctx)
 }
 
-// clusterNetwork resolves Config.ClusterNetwork.
+// clusterNetwork resolves Config.ClusterNetwork; unset, the node's primary
+// CNI configuration as the generator last validated it: its bytes, never a
+// second read of a file that may be mid-write. A configuration file brings
+// its subdirectory chain.
 func (m *Manager) clusterNetwork(ctx context.Context) (*resolve.Network, error) {
 	name := m.cfg.ClusterNetwork
+	if name == "" {
+		path, data, ok := m.primary.PrimaryConf()
+		if !ok {
+			return nil, withCode(CodeTryAgainLater, errors.New("cluster network: no primary CNI configuration found on the node yet"))
+		}
+		net, err := m.resolver.ConfBytes(path, data)
+		if err != nil {
+			return nil, fmt.Errorf("cluster network: primary CNI configuration %s: %w", path, err)
+		}
+		return net, nil
+	}
 	var (
 		net *resolve.Network
 		err error

@@ -111,8 +111,10 @@ func (m *Manager) cachedRecord(path []string, containerID, ifname string) (*reco
 		if claimed[c.IfName] {
 			continue
 		}
+		// The auxiliary chain shares the runtime's ifname; it goes after
+		// the cluster network so that teardown deletes it first.
 		a := record.Attachment{Network: c.Network, IfName: c.IfName, Config: c.Config, Args: c.CniArgs, CapabilityArgs: c.CapabilityArgs,
-			Default: c.IfName == ifname, DeviceInfoFile: m.info.CNIPath(containerID, c.IfName)}
+			Default: c.IfName == ifname && (c.Network != m.cfg.AuxiliaryCNIChainName || m.cfg.AuxiliaryCNIChainName == ""), DeviceInfoFile: m.info.CNIPath(containerID, c.IfName)}
 		if a.Default {
 			rec.Netns = c.NetNS
 			rec.Attachments = append([]record.Attachment{a}, rec.Attachments...)

@@ -68,6 +68,10 @@ type Params struct {
 	// when non-zero (its defaults apply otherwise).
 	ConnectTimeoutSeconds float64
 	TimeoutSeconds        float64
+	// Validate, when set, is a further check a candidate primary must pass
+	// (the agent's own parse, so that it never picks a primary it cannot
+	// attach pods with); one failing it is skipped like an invalid file.
+	Validate func(name string, data []byte) error
 }
 
 // Skipped is a configuration file that was not taken as the primary.
@@ -85,6 +89,9 @@ type Result struct {
 	Primary string
 	// PrimaryNetwork is the primary's network name.
 	PrimaryNetwork string
+	// PrimaryData is the primary's content as read and validated: the
+	// bytes to attach pods with, never a second read of the file.
+	PrimaryData []byte
 	// Conflist is the plexus configuration to write; nil when not ready.
 	Conflist []byte
 	// NotReady says why Conflist is nil.
@@ -129,6 +136,12 @@ func Generate(files []File, p Params) Result {
 			res.Skipped = append(res.Skipped, Skipped{Name: f.Name, Reason: "a plexus configuration", Ours: true})
 			continue
 		}
+		if p.Validate != nil {
+			if err := p.Validate(f.Name, f.Data); err != nil {
+				res.Skipped = append(res.Skipped, Skipped{Name: f.Name, Reason: err.Error()})
+				continue
+			}
+		}
 		data, err := render(c, f.Name, p)
 		if err != nil {
 			// Only reachable with a non-finite timeout in p.
@@ -137,6 +150,7 @@ func Generate(files []File, p Params) Result {
 		}
 		res.Primary = f.Name
 		res.PrimaryNetwork = c.name
+		res.PrimaryData = f.Data
 		res.Conflist = data
 		return res
 	}

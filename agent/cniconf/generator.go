@@ -61,6 +61,9 @@ type Generator struct {
 	// configuration is written; while it is missing ours is removed.
 	// Networks such as OVN-Kubernetes create one when they are up.
 	ReadinessIndicatorFile string
+	// Validate, when set, must accept a file before it becomes the
+	// primary (path is the file's, data its bytes as read once).
+	Validate func(path string, data []byte) error
 	// PollInterval overrides DefaultPollInterval.
 	PollInterval time.Duration
 	// Log receives state changes and errors; nil discards them.
@@ -76,6 +79,23 @@ type Generator struct {
 	status  Status
 	changed chan struct{} // closed and replaced on every status change
 	lastErr string        // last error logged by sync, to log each once
+	// good is the last primary read and validated, kept while the
+	// directory offers none (invalid, missing, mid-write): pods keep
+	// getting it rather than an empty or half-read configuration.
+	good     Primary
+	stale    string // why good is in use although the directory offers no primary
+	rejected atomic.Uint64
+}
+
+// Primary is a primary configuration as the Generator read and validated
+// it.
+type Primary struct {
+	// Path is the file's path.
+	Path string
+	// Network is its network name.
+	Network string
+	// Data is its content, read once: the bytes that were validated.
+	Data []byte
 }
 
 // Run watches the directory and rewrites our configuration until ctx is
@@ -198,28 +218,41 @@ func (g *Generator) reconcile() error {
 	own := filepath.Join(g.ConfDir, g.fileName())
 	if g.ReadinessIndicatorFile != "" {
 		if _, err := os.Stat(g.ReadinessIndicatorFile); err != nil {
-			g.setStatus(Status{Reason: fmt.Sprintf("waiting for readiness indicator file %s", g.ReadinessIndicatorFile)})
+			reason := fmt.Sprintf("waiting for readiness indicator file %s", g.ReadinessIndicatorFile)
+			g.setStatus(Status{Reason: reason})
+			g.setStale(reason)
 			return removeIfExists(own)
 		}
 	}
 	files, err := ReadDir(g.ConfDir)
 	if err != nil {
 		g.setStatus(Status{Reason: err.Error()})
+		g.setStale(err.Error())
 		return errors.Join(err, removeIfExists(own))
+	}
+	var validate func(string, []byte) error
+	if g.Validate != nil {
+		validate = func(name string, data []byte) error { return g.Validate(filepath.Join(g.ConfDir, name), data) }
 	}
 	res := Generate(files, Params{
 		FileName:              g.fileName(),
 		SocketPath:            g.SocketPath,
 		ConnectTimeoutSeconds: g.ConnectTimeoutSeconds,
 		TimeoutSeconds:        g.TimeoutSeconds,
+		Validate:              validate,
 	})
-	if g.currentPrimaryUnreadable(res) {
+	if reason, ok := g.currentPrimaryUnreadable(res); ok {
+		g.setStale(reason)
 		return nil
 	}
 	if res.Conflist == nil {
 		g.setStatus(Status{Reason: res.NotReady})
+		g.setStale(res.NotReady)
 		return removeIfExists(own)
 	}
+	// Before ours is written: once the runtime can see it, ADDs get this
+	// primary.
+	g.setGood(Primary{Path: filepath.Join(g.ConfDir, res.Primary), Network: res.PrimaryNetwork, Data: res.PrimaryData})
 	cur, err := os.ReadFile(own)
 	if err != nil || !bytes.Equal(cur, res.Conflist) {
 		if err := atomicfile.Write(own, res.Conflist, 0o644); err != nil {
@@ -242,25 +275,81 @@ func (g *Generator) reconcile() error {
 // switching to another primary or removing ours for that moment would send
 // pods around plexus. The state is kept until the file parses again or is
 // removed.
-func (g *Generator) currentPrimaryUnreadable(res Result) bool {
+func (g *Generator) currentPrimaryUnreadable(res Result) (reason string, ok bool) {
 	g.mu.Lock()
 	cur := g.status
 	g.mu.Unlock()
 	if !cur.Ready {
-		return false
+		return "", false
 	}
 	name := filepath.Base(cur.Primary)
 	if res.Primary == name {
-		return false
+		return "", false
 	}
 	for _, s := range res.Skipped {
 		if s.Name == name && !s.Ours {
-			g.logger().Debug("primary CNI configuration does not parse, keeping the current plexus configuration", "primary", cur.Primary, "reason", s.Reason)
-			return true
+			return fmt.Sprintf("primary %s is not usable: %s", cur.Primary, s.Reason), true
 		}
 	}
-	return false
+	return "", false
 }
+
+// setGood records p as the primary pods get, the directory offering it.
+func (g *Generator) setGood(p Primary) {
+	g.mu.Lock()
+	changed := g.good.Path != p.Path || !bytes.Equal(g.good.Data, p.Data)
+	g.good = p
+	g.mu.Unlock()
+	if changed {
+		g.logger().Info("primary CNI configuration for new pods", "primary", p.Path, "network", p.Network)
+	}
+	g.setStale("")
+}
+
+// setStale records why the directory offers no usable primary (empty: it
+// does). With a last good primary that is kept, logged once per episode and
+// counted; without one there is nothing to keep (Ready is false).
+func (g *Generator) setStale(reason string) {
+	g.mu.Lock()
+	if g.good.Data == nil || reason == g.stale {
+		g.mu.Unlock()
+		return
+	}
+	prev, good := g.stale, g.good.Path
+	g.stale = reason
+	g.mu.Unlock()
+	switch {
+	case reason == "":
+		g.logger().Info("primary CNI configuration usable again", "primary", good)
+	case prev == "":
+		g.rejected.Add(1)
+		g.logger().Warn("primary CNI configuration unusable, new pods keep getting the last good one", "lastGood", good, "reason", reason)
+	default:
+		g.logger().Debug("primary CNI configuration still unusable", "lastGood", good, "reason", reason)
+	}
+}
+
+// PrimaryConf returns the primary configuration pods get: the last one
+// read and validated, kept while the directory's is invalid or missing;
+// ok is false until there has been one.
+func (g *Generator) PrimaryConf() (path string, data []byte, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.good.Path, g.good.Data, g.good.Data != nil
+}
+
+// Stale says why PrimaryConf's configuration is the last good one rather
+// than what the directory holds; empty when it is current (or there is
+// none).
+func (g *Generator) Stale() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stale
+}
+
+// Rejections counts the times the directory's primary became unusable
+// while a good one was in use (each episode once).
+func (g *Generator) Rejections() uint64 { return g.rejected.Load() }
 
 // setStatus records s and reports whether it differs from the previous one.
 func (g *Generator) setStatus(s Status) bool {

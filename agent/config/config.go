@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -24,7 +25,14 @@ type Config struct {
 	// BinDirs, when set, replace the runtime's CNI_PATH for delegates.
 	BinDirs []string `json:"binDirs,omitempty"`
 
-	ClusterNetwork     string   `json:"clusterNetwork"`
+	// ClusterNetwork overrides the cluster default network; unset, it is
+	// the node's primary CNI configuration CNIConf follows.
+	ClusterNetwork string `json:"clusterNetwork,omitempty"`
+	// AuxiliaryCNIChainName names a chain of .conf plugins in
+	// CNIConfDir/<name>/ run on every pod's cluster network interface
+	// after its attachments (Multus' auxiliaryCNIChainName).
+	AuxiliaryCNIChainName string `json:"auxiliaryCNIChainName,omitempty"`
+
 	DefaultNetworks    []string `json:"defaultNetworks,omitempty"`
 	SystemNamespace    string   `json:"systemNamespace,omitempty"`
 	SystemNamespaces   []string `json:"systemNamespaces,omitempty"`
@@ -183,8 +191,11 @@ func (c *Config) setDefaults() {
 }
 
 func (c *Config) validate() error {
-	if c.ClusterNetwork == "" {
-		return fmt.Errorf("clusterNetwork: required (a NAD, a conf name or a conf file path)")
+	if c.ClusterNetwork == "" && c.CNIConf == nil {
+		return fmt.Errorf("clusterNetwork: required without cniConf (a NAD, a conf name or a conf file path); with cniConf the cluster network is the node's primary CNI configuration")
+	}
+	if n := c.AuxiliaryCNIChainName; n != "" && (strings.ContainsAny(n, `/\`) || n == "." || n == "..") {
+		return fmt.Errorf("auxiliaryCNIChainName: %q must be a network name, not a path", n)
 	}
 	for _, p := range []struct{ key, val string }{{"socket", c.Socket}, {"stateDir", c.StateDir}, {"cniConfDir", c.CNIConfDir},
 		{"podResourcesSocket", c.PodResourcesSocket}, {"deviceInfoDir", c.DeviceInfoDir}} {

@@ -57,6 +57,7 @@ var MultusKeys = []MultusKey{
 	{Key: "defaultNetworks", Plexus: "defaultNetworks"},
 	{Key: "systemNamespaces", Plexus: "systemNamespaces"},
 	{Key: "namespaceIsolation", Plexus: "namespaceIsolation"},
+	{Key: "auxiliaryCNIChainName", Plexus: "auxiliaryCNIChainName"},
 	{Key: "globalNamespaces", Plexus: "globalNamespaces", Convert: commaList,
 		Note: "Multus' comma-separated string read as a list"},
 
@@ -96,7 +97,6 @@ var MultusKeys = []MultusKey{
 	{Key: "delegates", Note: "inline delegate configurations: put the cluster network's configuration in cniConfDir and name it in clusterNetwork"},
 	{Key: "cniDir", Note: "Multus' cache of delegate configurations: plexus keeps attachment records and libcni's cache under stateDir"},
 	{Key: "retryDeleteOnError", Note: "DEL always tries every delegate and returns all their errors"},
-	{Key: "auxiliaryCNIChainName", Note: "plexus has no auxiliary CNI chain"},
 	{Key: "perNodeCertificate", Note: "the agent uses its ServiceAccount token; deploy/agent-policy.yaml confines its writes to its own node"},
 	{Key: "enablePprof", Note: "plexus-agent serves no pprof endpoint"},
 	{Key: "name", Note: "a key of Multus' own CNI configuration: agent.yaml is not one, plexus generates its own"},

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/selection"
 )
 
 func TestParseMultusAliases(t *testing.T) {
@@ -36,6 +37,7 @@ func TestParseMultusAliases(t *testing.T) {
 		CNIConfDir:         "/etc/cni/net.d",
 		BinDirs:            []string{"/opt/cni/bin"},
 		ClusterNetwork:     "flannel",
+		SelectionMode:      selection.Compatible,
 		SystemNamespace:    "net-system",
 		SystemNamespaces:   []string{"kube-system"},
 		NamespaceIsolation: true,
@@ -128,8 +130,8 @@ func TestParseMultusRefused(t *testing.T) {
 		{"connectionLimit not a number", cn + "connectionLimit: many\n", []string{"connectionLimit", "number"}},
 		{"bad metricsPort", cn + "metricsPort: 70000\n", []string{"metricsPort", "port"}},
 		{"logLevel", cn + "logLevel: debug\n", []string{"logLevel", "-v"}},
-		{"every refused key named", cn + "logFile: /var/log/multus.log\nsocketDir: /run/multus\nchrootDir: /hostroot\nauxiliaryCNIChainName: x\n",
-			[]string{"logFile", "socketDir", "chrootDir", "auxiliaryCNIChainName"}},
+		{"every refused key named", cn + "logFile: /var/log/multus.log\nsocketDir: /run/multus\nchrootDir: /hostroot\nenablePprof: true\n",
+			[]string{"logFile", "socketDir", "chrootDir", "enablePprof"}},
 		{"delegates", cn + `delegates: [{"type": "flannel"}]` + "\n", []string{"delegates", "clusterNetwork"}},
 		{"cniVersion", cn + "cniVersion: 0.3.1\n", []string{"cniVersion", "primary"}},
 		{"perNodeCertificate", cn + "perNodeCertificate: {enabled: true}\n", []string{"perNodeCertificate", "ServiceAccount"}},

@@ -173,9 +173,13 @@ func FromMultus(data []byte, name string) (*Result, error) {
 		}
 	}
 	if _, ok := out["clusterNetwork"]; !ok {
-		note("clusterNetwork", false, "neither clusterNetwork, delegates nor multusMasterCNI names the cluster network (Multus took the first conf in "+
-			"multusAutoconfigDir by file name): set clusterNetwork to the primary network's name (the \"name\" in its conf in cniConfDir), a NAD or a conf file path")
-		out["clusterNetwork"] = ""
+		if _, gen := out["cniConf"]; gen {
+			note("clusterNetwork", true, "unset, as in Multus' auto mode: the cluster network is the primary configuration cniConf follows (the first valid conf by file name in cniConfDir)")
+		} else {
+			note("clusterNetwork", false, "neither clusterNetwork, delegates nor multusMasterCNI names the cluster network, and no conflist is generated to follow the primary: "+
+				"set clusterNetwork to the primary network's name (the \"name\" in its conf in cniConfDir), a NAD or a conf file path")
+			out["clusterNetwork"] = ""
+		}
 	}
 
 	body, err := yaml.Marshal(out)

@@ -10,10 +10,12 @@ import (
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/migrate"
 )
 
 func defaults(c config.Config) *config.Config {
+	c.SelectionMode = selection.Compatible
 	c.Socket = config.DefaultSocket
 	c.StateDir = config.DefaultStateDir
 	if c.CNIConfDir == "" {
@@ -81,14 +83,15 @@ func TestFromMultus(t *testing.T) {
 		{
 			file: "handwritten-multus.conf", // docs/configuration.md's example
 			want: defaults(config.Config{
-				BinDirs:          []string{"/opt/cni/bin"},
-				ClusterNetwork:   "/etc/cni/net.d/99-flannel.conf",
-				DefaultNetworks:  []string{"sidecarCRD", "exampleNetwork"},
-				SystemNamespaces: []string{"kube-system", "admin"},
-				Kubernetes:       config.Kubernetes{Kubeconfig: "/etc/kubernetes/node-kubeconfig.yaml"},
-				CNIConf:          &config.CNIConf{},
+				BinDirs:               []string{"/opt/cni/bin"},
+				ClusterNetwork:        "/etc/cni/net.d/99-flannel.conf",
+				AuxiliaryCNIChainName: "cni-chain-config",
+				DefaultNetworks:       []string{"sidecarCRD", "exampleNetwork"},
+				SystemNamespaces:      []string{"kube-system", "admin"},
+				Kubernetes:            config.Kubernetes{Kubeconfig: "/etc/kubernetes/node-kubeconfig.yaml"},
+				CNIConf:               &config.CNIConf{},
 			}),
-			notCarried: []string{"confDir", "cniDir", "logFile", "logLevel", "logOptions", "capabilities", "auxiliaryCNIChainName",
+			notCarried: []string{"confDir", "cniDir", "logFile", "logLevel", "logOptions", "capabilities",
 				"retryDeleteOnError", "delegates[0]", "name", "type", "cniVersion", "allowTryDeleteOnErr"},
 		},
 	}
@@ -136,8 +139,20 @@ func TestFromMultus(t *testing.T) {
 
 func TestFromMultusEdges(t *testing.T) {
 	t.Parallel()
-	// No cluster network named anywhere: output the gap, fail nothing.
+	// No cluster network named anywhere, the conflist generated: eth0
+	// follows the primary, as in Multus' auto mode.
 	res, err := migrate.FromMultus([]byte(`{"cniVersion": "0.3.1", "multusConfigFile": "auto", "cniConfigDir": "/host/etc/cni/net.d"}`), "d.json")
+	if err != nil {
+		t.Fatalf("FromMultus: %v", err)
+	}
+	if !hasNote(res, "clusterNetwork", true) {
+		t.Errorf("no note on following the primary: %v", res.Notes)
+	}
+	if c, err := config.Parse(res.YAML, "out.yaml"); err != nil || c.ClusterNetwork != "" {
+		t.Errorf("Parse of an output following the primary: %+v, %v", c, err)
+	}
+	// Nothing generated either: output the gap, fail nothing.
+	res, err = migrate.FromMultus([]byte(`{"cniVersion": "0.3.1", "multusConfigFile": "/etc/cni/multus/00-multus.conf"}`), "d.json")
 	if err != nil {
 		t.Fatalf("FromMultus: %v", err)
 	}
@@ -199,7 +214,7 @@ func TestCommand(t *testing.T) {
 	if _, err := config.Parse(stdout.Bytes(), "stdout"); err != nil {
 		t.Errorf("stdout does not parse: %v\n%s", err, stdout.String())
 	}
-	for _, k := range []string{"auxiliaryCNIChainName", "allowTryDeleteOnErr", "logOptions"} {
+	for _, k := range []string{"allowTryDeleteOnErr", "logOptions"} {
 		if !strings.Contains(stderr.String(), "not carried "+k+":") {
 			t.Errorf("stderr does not name %s:\n%s", k, stderr.String())
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode"
@@ -97,17 +98,14 @@ func (r *Resolver) ConfName(name string) (*Network, error) {
 	return &Network{Name: list.Name, Config: list}, nil
 }
 
-// ConfFile resolves a configuration file by path.
+// ConfFile resolves a configuration file by path, with its subdirectory
+// chain (ConfBytes).
 func (r *Resolver) ConfFile(path string) (*Network, error) {
 	data, err := readLimited(path)
 	if err != nil {
 		return nil, err
 	}
-	list, err := Parse(path, data, "")
-	if err != nil {
-		return nil, err
-	}
-	return &Network{Name: list.Name, Config: list}, nil
+	return r.ConfBytes(path, data)
 }
 
 // confByName looks for a .conflist whose name matches, then a .conf or .json.
@@ -260,4 +258,80 @@ func supported(v string) bool {
 		}
 	}
 	return false
+}
+
+// chainNameRE is the CNI spec's network name syntax: the name becomes a
+// directory under the configuration directory, so it must not hold a path.
+var chainNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ConfBytes resolves a configuration already read from path (the bytes are
+// used, the file is not read again) and, for a .conflist, appends the
+// plugins of its subdirectory chain: the .conf files in
+// <dir of path>/<network name>/, by name, as libcni's NetworkConfFromFile
+// and Multus load them, unless the list sets loadOnlyInlinedPlugins. The
+// chained plugins are part of the returned list's Bytes, so whoever stores
+// those (the attachment record) tears them down too.
+func (r *Resolver) ConfBytes(path string, data []byte) (*Network, error) {
+	list, err := Parse(path, data, "")
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Ext(path) != ".conflist" || list.LoadOnlyInlinedPlugins {
+		return &Network{Name: list.Name, Config: list}, nil
+	}
+	extra, err := ChainPlugins(filepath.Dir(path), list.Name)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: subdirectory chain: %w", list.Name, err)
+	}
+	if len(extra) == 0 {
+		return &Network{Name: list.Name, Config: list}, nil
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, &ConfigError{Network: path, Reason: fmt.Sprintf("re-read: %v", err)}
+	}
+	plugins, _ := raw["plugins"].([]any)
+	raw["plugins"] = append(plugins, extra...)
+	merged, err := json.Marshal(raw)
+	if err != nil {
+		return nil, &ConfigError{Network: path, Reason: fmt.Sprintf("re-encode: %v", err)}
+	}
+	if list, err = Parse(path, merged, ""); err != nil {
+		return nil, err
+	}
+	return &Network{Name: list.Name, Config: list}, nil
+}
+
+// ChainPlugins reads the plugin configurations of the chain name in dir:
+// every .conf file in dir/name/, in name order, each a single plugin
+// object. A missing directory is an empty chain. Each file is read once
+// and must parse; a broken file fails the chain rather than silently
+// dropping a plugin the admin asked for.
+func ChainPlugins(dir, name string) ([]any, error) {
+	if !chainNameRE.MatchString(name) {
+		return nil, &ConfigError{Network: name, Field: "name", Reason: "not a valid CNI network name, so it cannot name a chain directory"}
+	}
+	sub := filepath.Join(dir, name)
+	files, err := libcni.ConfFiles(sub, []string{".conf"})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", sub, err)
+	}
+	sort.Strings(files)
+	var out []any
+	for _, f := range files {
+		data, err := readLimited(f)
+		if err != nil {
+			return nil, err
+		}
+		var p map[string]any
+		if err := json.Unmarshal(data, &p); err != nil || p == nil {
+			return nil, &ConfigError{Network: f, Reason: "not a JSON object"}
+		}
+		typ, _ := p["type"].(string)
+		if why := checkType(typ); why != "" {
+			return nil, &ConfigError{Network: f, Field: "type", Reason: why}
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

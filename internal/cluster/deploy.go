@@ -88,9 +88,10 @@ patches:
 	return dir, nil
 }
 
-// agentConfig is deploy/'s agent.yaml with this cluster's primary network
-// as clusterNetwork and opts' namespaceIsolation, as a JSON string (a
-// valid YAML scalar for the patch).
+// agentConfig is deploy/'s agent.yaml with opts' namespaceIsolation, as a
+// JSON string (a valid YAML scalar for the patch). The cluster network is
+// not set: the agent follows the node's primary CNI configuration, as on
+// any node.
 func agentConfig(deployDir string, opts OverlayOptions) (string, error) {
 	path := filepath.Join(deployDir, "agent-config.yaml")
 	data, err := os.ReadFile(path)
@@ -105,7 +106,6 @@ func agentConfig(deployDir string, opts OverlayOptions) (string, error) {
 	if err := yaml.Unmarshal([]byte(cm.Data["agent.yaml"]), &cfg); err != nil || cfg == nil {
 		return "", fmt.Errorf("%s: data agent.yaml: not a YAML object (%v)", path, err)
 	}
-	cfg["clusterNetwork"] = PrimaryNetwork
 	cfg["namespaceIsolation"] = opts.NamespaceIsolation
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

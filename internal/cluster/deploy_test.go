@@ -62,7 +62,7 @@ func TestWriteOverlay(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(agentYAML), &cfg); err != nil || ds == nil {
 		t.Fatalf("agent.yaml %q (%v), DaemonSet found: %t", agentYAML, err, ds != nil)
 	}
-	if cfg["clusterNetwork"] != PrimaryNetwork || cfg["namespaceIsolation"] != true || cfg["socket"] != "/run/plexus/agent.sock" {
+	if _, set := cfg["clusterNetwork"]; set || cfg["namespaceIsolation"] != true || cfg["socket"] != "/run/plexus/agent.sock" {
 		t.Errorf("agent.yaml: %v", cfg)
 	}
 	paths := map[string]string{}
