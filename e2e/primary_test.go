@@ -44,8 +44,14 @@ func TestPrimaryCNISwap(t *testing.T) {
 		swapFile    = "05-swap.conflist"
 	)
 	ns := namespace(t, "e2e-primary-swap")
-	// The new primary's bridge persists by design (shared by its pods): it
-	// exists before the snapshot leaks are measured against.
+	// The primaries' bridges persist by design (shared by their pods):
+	// they exist before the snapshot leaks are measured against. The
+	// harness's stays for later tests (the cluster's clean removes it).
+	if _, err := netlink.LinkByName(cluster.PrimaryBridge); err != nil {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: cluster.PrimaryBridge}}); err != nil {
+			t.Fatalf("bridge %s: %v", cluster.PrimaryBridge, err)
+		}
+	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: swapBridge}}
 	if err := netlink.LinkAdd(br); err != nil {
 		t.Fatalf("bridge: %v", err)
