@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/config"
-	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/migrate"
+	"github.com/plexus-cni/plexus/agent/selection"
 )
 
 func defaults(c config.Config) *config.Config {
