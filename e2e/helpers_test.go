@@ -162,8 +162,9 @@ func podEvents(ns, name string) string {
 	return b.String()
 }
 
-// netStatus is one network-status entry as the NPWG spec (v1.3) has it:
-// "default-route", not the NAD client's "gateway".
+// netStatus is one network-status entry as the NPWG spec (v1.3) has it
+// ("default-route"), with Multus's "gateway" (the NAD client's name for
+// the same list) beside it.
 type netStatus struct {
 	Name         string            `json:"name"`
 	Interface    string            `json:"interface"`
@@ -171,6 +172,7 @@ type netStatus struct {
 	Mac          string            `json:"mac"`
 	Default      bool              `json:"default"`
 	DefaultRoute []string          `json:"default-route"`
+	Gateway      []string          `json:"gateway"`
 	DeviceInfo   *nadv1.DeviceInfo `json:"device-info"`
 }
 

@@ -148,6 +148,10 @@ func (c *Cluster) CNIBinDir() string { return c.path("cni", "bin") }
 // KubeletRootDir is kubelet's --root-dir.
 func (c *Cluster) KubeletRootDir() string { return c.path("kubelet") }
 
+// StaticPodDir is kubelet's staticPodPath: a pod manifest placed there
+// runs as a static pod, with a mirror pod in the API.
+func (c *Cluster) StaticPodDir() string { return c.path("manifests") }
+
 // PodResourcesSocket is kubelet's PodResources API socket.
 func (c *Cluster) PodResourcesSocket() string {
 	return c.path("kubelet", "pod-resources", "kubelet.sock")
@@ -227,7 +231,7 @@ var hostPaths = []string{
 }
 
 func (c *Cluster) prepare() error {
-	for _, d := range []string{"logs", "pids", "pki", "certs", "etcd", "containerd", "cni/net.d", "cni/bin", "kubelet", "pod-logs"} {
+	for _, d := range []string{"logs", "pids", "pki", "certs", "etcd", "containerd", "cni/net.d", "cni/bin", "kubelet", "pod-logs", "manifests"} {
 		if err := os.MkdirAll(c.path(d), 0o755); err != nil {
 			return err
 		}
@@ -391,7 +395,8 @@ serializeImagePulls: false
 localStorageCapacityIsolation: false
 maxPods: 110
 syncFrequency: 10s
-`, c.ContainerdSocket(), c.path("pod-logs"))
+staticPodPath: %s
+`, c.ContainerdSocket(), c.path("pod-logs"), c.StaticPodDir())
 	return os.WriteFile(c.path("kubelet-config.yaml"), []byte(kubelet), 0o644)
 }
 

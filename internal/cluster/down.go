@@ -90,6 +90,12 @@ func (c *Cluster) drain(ctx context.Context, cs *kubernetes.Clientset) {
 			c.progress("drain: %v", err)
 		}
 	}
+	// Static pods go only when their manifests do: deleting a mirror pod
+	// makes kubelet create it again.
+	manifests, _ := os.ReadDir(c.StaticPodDir())
+	for _, m := range manifests {
+		os.Remove(filepath.Join(c.StaticPodDir(), m.Name()))
+	}
 	workload := func(ns string) bool { return system[ns] }
 	deleteAll(workload)
 	wait("workload pods to go", workload)
