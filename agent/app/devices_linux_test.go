@@ -18,7 +18,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/podresources/podresourcestest"
-	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
+	"github.com/plexus-cni/plexus/devinfo"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 	"github.com/plexus-cni/plexus/internal/testplugins/recorder"
 )

@@ -18,10 +18,10 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/plexus-cni/plexus/agent/defaultroute"
-	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/source"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // teardownTimeout bounds the rollback of a failed ADD, which must run even
@@ -94,7 +94,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 	for i, p := range all {
 		if p.devInfo != nil {
 			// The delegate reads the device plugin's information here.
-			if err := devices.WriteCNI(p.devInfoFile, p.devInfo); err != nil {
+			if err := devinfo.WriteCNI(p.devInfoFile, p.devInfo); err != nil {
 				err = withCode(CodeIOFailure, fmt.Errorf("pod %s: network %s (%s): %w", inv.pod, p.network.Name, p.ifname, err))
 				return nil, m.rollback(inv, rec, i-1, pod, err)
 			}
@@ -180,11 +180,11 @@ func (m *Manager) complete(inv *invocation, rec *record.Record, plan []planned, 
 // delegates ran, for the network-status (Device Info spec 6.1.1). A file
 // a delegate left unreadable costs the status entry its device-info, not
 // the pod its network.
-func (m *Manager) deviceInfo(inv *invocation, p planned) *netstatus.DeviceInfo {
+func (m *Manager) deviceInfo(inv *invocation, p planned) *devinfo.Info {
 	if p.devInfoFile == "" {
 		return nil
 	}
-	info, err := devices.ReadCNI(p.devInfoFile)
+	info, err := devinfo.ReadCNI(p.devInfoFile)
 	if err != nil {
 		m.log.Warn("network-status without device-info", "pod", inv.pod.String(), "network", p.network.Name, "ifname", p.ifname, "err", err)
 		return nil

@@ -14,7 +14,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/source/local"
-	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 const vf = "example.com/vf"

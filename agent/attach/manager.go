@@ -24,6 +24,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // Config is the part of the agent configuration the core uses.
@@ -64,7 +65,7 @@ type Config struct {
 	BinDirs []string
 	// DeviceInfoDir is the Device Info spec's root directory: device
 	// plugins' files in dp/, ours in cni/ (default
-	// devices.DefaultInfoDir).
+	// devinfo.DefaultRoot).
 	DeviceInfoDir string
 }
 
@@ -97,7 +98,7 @@ type Manager struct {
 	reporter StatusReporter
 	primary  PrimarySource
 	devices  devices.Source
-	info     *devices.InfoFiles
+	info     devinfo.Root
 	log      *slog.Logger
 
 	// gcLock: GC runs alone; every other verb holds it shared.
@@ -140,7 +141,7 @@ func New(o Options) (*Manager, error) {
 		o.Config.SystemNamespace = "kube-system"
 	}
 	if o.Config.DeviceInfoDir == "" {
-		o.Config.DeviceInfoDir = devices.DefaultInfoDir
+		o.Config.DeviceInfoDir = devinfo.DefaultRoot
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -158,7 +159,7 @@ func New(o Options) (*Manager, error) {
 		reporter: o.Reporter,
 		primary:  o.Primary,
 		devices:  o.Devices,
-		info:     &devices.InfoFiles{Dir: o.Config.DeviceInfoDir},
+		info:     devinfo.Root(o.Config.DeviceInfoDir),
 		log:      o.Log,
 	}, nil
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/record"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // Handle serves one CNI invocation. On success it returns what the shim
@@ -154,7 +154,7 @@ func (m *Manager) teardown(ctx context.Context, path []string, netns string, rec
 		}
 		// After the delegate's DEL, which may still read it.
 		if a.DeviceInfoFile != "" {
-			if err := devices.RemoveCNI(a.DeviceInfoFile); err != nil {
+			if err := devinfo.RemoveCNI(a.DeviceInfoFile); err != nil {
 				errs = append(errs, fmt.Errorf("network %s (%s): %w", a.Network, a.IfName, err))
 			}
 		}

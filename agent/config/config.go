@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/plexus-cni/plexus/agent/selection"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // Config is the agent configuration.
@@ -122,7 +123,7 @@ const (
 	// DefaultPodResourcesSocket is where kubelet serves the PodResources API.
 	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	// DefaultDeviceInfoDir is the Device Info spec's directory.
-	DefaultDeviceInfoDir = "/var/run/k8s.cni.cncf.io/devinfo"
+	DefaultDeviceInfoDir = devinfo.DefaultRoot
 )
 
 // Load reads and validates the file at path.

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/config"
-	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/podresources"
 	"github.com/plexus-cni/plexus/agent/selection"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -169,7 +169,7 @@ func TestDefaultsAgree(t *testing.T) {
 	if config.DefaultPodResourcesSocket != podresources.DefaultSocket {
 		t.Errorf("podResourcesSocket default %s, podresources.DefaultSocket %s", config.DefaultPodResourcesSocket, podresources.DefaultSocket)
 	}
-	if config.DefaultDeviceInfoDir != devices.DefaultInfoDir {
-		t.Errorf("deviceInfoDir default %s, devices.DefaultInfoDir %s", config.DefaultDeviceInfoDir, devices.DefaultInfoDir)
+	if config.DefaultDeviceInfoDir != devinfo.DefaultRoot {
+		t.Errorf("deviceInfoDir default %s, devinfo.DefaultRoot %s", config.DefaultDeviceInfoDir, devinfo.DefaultRoot)
 	}
 }

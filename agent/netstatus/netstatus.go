@@ -3,12 +3,13 @@
 package netstatus
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // Entry is one element of the network-status list. The spec's field is
@@ -16,36 +17,16 @@ import (
 // built on the NAD client's NetworkStatus type see only that key, so
 // both are written with the same values.
 type Entry struct {
-	Name         string      `json:"name"`
-	Interface    string      `json:"interface,omitempty"`
-	IPs          []string    `json:"ips,omitempty"`
-	MAC          string      `json:"mac,omitempty"`
-	MTU          int         `json:"mtu,omitempty"`
-	Default      bool        `json:"default,omitempty"`
-	DNS          *types.DNS  `json:"dns,omitempty"`
-	DefaultRoute []string    `json:"default-route,omitempty"`
-	Gateway      []string    `json:"gateway,omitempty"`
-	DeviceInfo   *DeviceInfo `json:"device-info,omitempty"`
-}
-
-// DeviceInfo is the Device Info spec v1.1 object.
-type DeviceInfo struct {
-	Type    string   `json:"type"`
-	Version string   `json:"version"`
-	PCI     *PCIInfo `json:"pci,omitempty"`
-	// Vdpa, VhostUser and Memif are passed through as the device plugin wrote them.
-	Vdpa      json.RawMessage `json:"vdpa,omitempty"`
-	VhostUser json.RawMessage `json:"vhost-user,omitempty"`
-	Memif     json.RawMessage `json:"memif,omitempty"`
-}
-
-// PCIInfo is the pci member of a Device Info object.
-type PCIInfo struct {
-	PCIAddress        string `json:"pci-address,omitempty"`
-	Vhostnet          string `json:"vhost-net,omitempty"`
-	RdmaDevice        string `json:"rdma-device,omitempty"`
-	PFPCIAddress      string `json:"pf-pci-address,omitempty"`
-	RepresentorDevice string `json:"representor-device,omitempty"`
+	Name         string        `json:"name"`
+	Interface    string        `json:"interface,omitempty"`
+	IPs          []string      `json:"ips,omitempty"`
+	MAC          string        `json:"mac,omitempty"`
+	MTU          int           `json:"mtu,omitempty"`
+	Default      bool          `json:"default,omitempty"`
+	DNS          *types.DNS    `json:"dns,omitempty"`
+	DefaultRoute []string      `json:"default-route,omitempty"`
+	Gateway      []string      `json:"gateway,omitempty"`
+	DeviceInfo   *devinfo.Info `json:"device-info,omitempty"`
 }
 
 // Attachment is what Build needs to know of one attachment.
@@ -56,7 +37,7 @@ type Attachment struct {
 	// Default marks the cluster default network.
 	Default    bool
 	Result     types.Result
-	DeviceInfo *DeviceInfo
+	DeviceInfo *devinfo.Info
 }
 
 // Build returns one entry per sandbox interface of each result, or a minimal

@@ -17,6 +17,7 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 
 	"github.com/plexus-cni/plexus/agent/netstatus"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 func cidr(t testing.TB, s string) net.IPNet {
@@ -66,7 +67,7 @@ func dualResult(t testing.TB, ifname string) *current.Result {
 func TestBuild(t *testing.T) {
 	t.Parallel()
 	dns := &types.DNS{Nameservers: []string{"10.96.0.10"}, Domain: "cluster.local", Search: []string{"ns.svc.cluster.local"}}
-	devInfo := &netstatus.DeviceInfo{Type: "pci", Version: "1.1.0", PCI: &netstatus.PCIInfo{PCIAddress: "0000:03:00.1", PFPCIAddress: "0000:03:00.0"}}
+	devInfo := &devinfo.Info{Type: "pci", Version: "1.1.0", PCI: &devinfo.PCI{PCIAddress: "0000:03:00.1", PFPCIAddress: "0000:03:00.0"}}
 	twoIfaces := &current.Result{
 		CNIVersion: "1.1.0",
 		Interfaces: []*current.Interface{
@@ -275,7 +276,7 @@ func TestBuildV040(t *testing.T) {
 // TestBuildJSON covers A.16 and A.17: the marshalled keys.
 func TestBuildJSON(t *testing.T) {
 	t.Parallel()
-	devInfo := &netstatus.DeviceInfo{Type: "pci", Version: "1.1.0", PCI: &netstatus.PCIInfo{PCIAddress: "0000:03:00.1"}}
+	devInfo := &devinfo.Info{Type: "pci", Version: "1.1.0", PCI: &devinfo.PCI{PCIAddress: "0000:03:00.1"}}
 	nonDefaultRoutes := &current.Result{
 		CNIVersion: "1.0.0",
 		Interfaces: []*current.Interface{{Name: "net2", Sandbox: sandbox}},
@@ -466,7 +467,7 @@ func TestBuildReadByNADClient(t *testing.T) {
 	t.Parallel()
 	res := dualResult(t, "eth0")
 	res.DNS.Options = []string{"ndots:5"}
-	devInfo := &netstatus.DeviceInfo{Type: "pci", Version: "1.1.0", PCI: &netstatus.PCIInfo{PCIAddress: "0000:03:00.1", PFPCIAddress: "0000:03:00.0"}}
+	devInfo := &devinfo.Info{Type: "pci", Version: "1.1.0", PCI: &devinfo.PCI{PCIAddress: "0000:03:00.1", PFPCIAddress: "0000:03:00.0"}}
 	secondary := &current.Result{
 		CNIVersion: "1.0.0",
 		Interfaces: []*current.Interface{{Name: "net1", Mac: "02:00:00:00:00:21", Sandbox: sandbox}},

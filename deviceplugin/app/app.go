@@ -21,12 +21,12 @@ import (
 	"github.com/jaypipes/pcidb"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
-	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
 	"github.com/plexus-cni/plexus/deviceplugin/discovery"
 	"github.com/plexus-cni/plexus/deviceplugin/inuse"
 	"github.com/plexus-cni/plexus/deviceplugin/pool"
 	"github.com/plexus-cni/plexus/deviceplugin/server"
 	"github.com/plexus-cni/plexus/deviceplugin/watch"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // Options are the parsed command line.

@@ -14,10 +14,10 @@ import (
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/plexus-cni/plexus/agent/podresources/podresourcestest"
-	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
 	"github.com/plexus-cni/plexus/deviceplugin/kubelettest"
 	"github.com/plexus-cni/plexus/deviceplugin/server"
 	"github.com/plexus-cni/plexus/deviceplugin/sysfstest"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 const netRes = "plexus.io/net"

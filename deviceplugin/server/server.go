@@ -24,10 +24,10 @@ import (
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/plexus-cni/plexus/deviceplugin/allocate"
-	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
 	"github.com/plexus-cni/plexus/deviceplugin/discovery"
 	"github.com/plexus-cni/plexus/deviceplugin/health"
 	"github.com/plexus-cni/plexus/deviceplugin/pool"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // Defaults for Config fields left zero.

@@ -13,10 +13,10 @@ import (
 
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
-	"github.com/plexus-cni/plexus/deviceplugin/devinfo"
 	"github.com/plexus-cni/plexus/deviceplugin/discovery"
 	"github.com/plexus-cni/plexus/deviceplugin/kubelettest"
 	"github.com/plexus-cni/plexus/deviceplugin/server"
+	"github.com/plexus-cni/plexus/devinfo"
 )
 
 // TestUpdateDevices: an in-place device change keeps the socket, streams
