@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/apiservertest"
 )
 
@@ -31,7 +32,7 @@ const (
 	systemNS     = "plexus-system"
 	workNS       = "work"
 	nodeClaim    = "authentication.kubernetes.io/node-name"
-	statusKey    = "k8s.v1.cni.cncf.io/network-status"
+	statusKey    = source.NetworkStatusAnnotation
 	podsPolicy   = "plexus-agent-pods-own-node"
 	eventsPolicy = "plexus-agent-events-own-node"
 )

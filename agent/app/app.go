@@ -241,7 +241,7 @@ func registerPrimaryMetrics(reg *prometheus.Registry, gen *cniconf.Generator) {
 
 // newManager builds the core over the given sources: the same code from
 // selection on serves both modes.
-func newManager(cfg *config.Config, pods source.PodGetter, nads resolve.NADGetter, reporter attach.StatusReporter, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (*attach.Manager, error) {
+func newManager(cfg *config.Config, pods source.PodGetter, nads source.NADGetter, reporter attach.StatusReporter, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (*attach.Manager, error) {
 	records, err := record.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
 		return nil, err

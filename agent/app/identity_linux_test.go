@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
 
@@ -43,10 +44,10 @@ func TestPodIdentity(t *testing.T) {
 	k.nad(t, "apps", "side", `{"cniVersion":"1.0.0","type":"bridge","bridge":"pxapp1","ipam":{"type":"host-local","subnet":"10.231.0.0/24","dataDir":"`+ipam+`"}}`)
 	k.nad(t, "apps", "fresh", `{"cniVersion":"1.0.0","type":"bridge","bridge":"pxapp4","ipam":{"type":"host-local","subnet":"10.234.0.0/24","dataDir":"`+ipam+`"}}`)
 	t.Cleanup(func() { exec(t, "sh", "-c", "ip link del pxapp4 2>/dev/null; true") })
-	old := k.pod(t, "apps", "web", map[string]string{"k8s.v1.cni.cncf.io/networks": "side"})
+	old := k.pod(t, "apps", "web", map[string]string{source.NetworksAnnotation: "side"})
 	k.deletePod(t, "apps", "web")
-	cur := k.pod(t, "apps", "web", map[string]string{"k8s.v1.cni.cncf.io/networks": "fresh"})
-	k.pod(t, "apps", "static-web-node-1", map[string]string{"k8s.v1.cni.cncf.io/networks": "side", "kubernetes.io/config.mirror": "static-uid-1"})
+	cur := k.pod(t, "apps", "web", map[string]string{source.NetworksAnnotation: "fresh"})
+	k.pod(t, "apps", "static-web-node-1", map[string]string{source.NetworksAnnotation: "side", source.MirrorPodAnnotation: "static-uid-1"})
 	k.start(t)
 
 	// The old pod's sandbox, the cache holding the new pod.
@@ -80,7 +81,7 @@ func TestPodIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := got.Annotations["k8s.v1.cni.cncf.io/network-status"]; s != "" {
+	if s := got.Annotations[source.NetworkStatusAnnotation]; s != "" {
 		t.Errorf("the new pod got a network-status from the old pod's sandbox: %s", s)
 	}
 
@@ -99,7 +100,7 @@ func TestPodIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	var status []statusEntry
-	if err := json.Unmarshal([]byte(got.Annotations["k8s.v1.cni.cncf.io/network-status"]), &status); err != nil || len(status) != 2 || status[1].Name != "apps/fresh" {
+	if err := json.Unmarshal([]byte(got.Annotations[source.NetworkStatusAnnotation]), &status); err != nil || len(status) != 2 || status[1].Name != "apps/fresh" {
 		t.Errorf("network-status of the new pod = %+v (%v), want cluster and apps/fresh", status, err)
 	}
 	if err := k.runtime.DelNetworkList(ctx, k.list, rt2); err != nil {
@@ -130,7 +131,7 @@ func TestSelectionWarningEvent(t *testing.T) {
 	k.namespace(t, "apps")
 	ipam := k.dir + "/ipam"
 	k.nad(t, "apps", "side", `{"cniVersion":"1.0.0","type":"bridge","bridge":"pxapp1","ipam":{"type":"host-local","subnet":"10.231.0.0/24","dataDir":"`+ipam+`"}}`)
-	pod := k.pod(t, "apps", "web", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"side","colour":"red"}]`})
+	pod := k.pod(t, "apps", "web", map[string]string{source.NetworksAnnotation: `[{"name":"side","colour":"red"}]`})
 	k.start(t)
 	n := cnitest.NewNS(t)
 	rt := k.rt("w1", n.Path())

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/apiservertest"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
@@ -141,10 +142,10 @@ func TestKubeMode(t *testing.T) {
 	k.nad(t, "apps", "side", `{"cniVersion":"1.0.0","type":"bridge","bridge":"pxapp1","ipam":{"type":"host-local","subnet":"10.231.0.0/24","dataDir":"`+ipam+`"}}`)
 	k.nad(t, "shared", "common", `{"cniVersion":"1.0.0","type":"bridge","bridge":"pxapp2","ipam":{"type":"host-local","subnet":"10.232.0.0/24","dataDir":"`+ipam+`"}}`)
 	k.nad(t, "other", "foreign", `{"cniVersion":"1.0.0","type":"bridge","bridge":"pxapp3","ipam":{"type":"host-local","subnet":"10.233.0.0/24","dataDir":"`+ipam+`"}}`)
-	web := k.pod(t, "apps", "web", map[string]string{"k8s.v1.cni.cncf.io/networks": "side,shared/common"})
-	k.pod(t, "apps", "thief", map[string]string{"k8s.v1.cni.cncf.io/networks": "other/foreign"})
-	k.pod(t, "apps", "override", map[string]string{"v1.multus-cni.io/default-network": "other/foreign"})
-	k.pod(t, "apps", "patient", map[string]string{"k8s.v1.cni.cncf.io/networks": "side"})
+	web := k.pod(t, "apps", "web", map[string]string{source.NetworksAnnotation: "side,shared/common"})
+	k.pod(t, "apps", "thief", map[string]string{source.NetworksAnnotation: "other/foreign"})
+	k.pod(t, "apps", "override", map[string]string{source.DefaultNetworkAnnotation: "other/foreign"})
+	k.pod(t, "apps", "patient", map[string]string{source.NetworksAnnotation: "side"})
 	t.Cleanup(func() { exec(t, "sh", "-c", "for l in pxapp2 pxapp3; do ip link del $l 2>/dev/null; done; true") })
 
 	k.start(t)
@@ -161,7 +162,7 @@ func TestKubeMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := got.Annotations["k8s.v1.cni.cncf.io/network-status"]
+	raw := got.Annotations[source.NetworkStatusAnnotation]
 	var status []statusEntry
 	if err := json.Unmarshal([]byte(raw), &status); err != nil {
 		t.Fatalf("network-status %q: %v", raw, err)
@@ -268,8 +269,8 @@ func TestKubeMode(t *testing.T) {
 	// config does not parse, a selection naming a missing NAD. Each fails
 	// with its code and names the pod and network; nothing is attached.
 	k.nad(t, "apps", "broken", `{"cniVersion":`)
-	k.pod(t, "apps", "usesbroken", map[string]string{"k8s.v1.cni.cncf.io/networks": "broken"})
-	k.pod(t, "apps", "usesmissing", map[string]string{"k8s.v1.cni.cncf.io/networks": "nosuch"})
+	k.pod(t, "apps", "usesbroken", map[string]string{source.NetworksAnnotation: "broken"})
+	k.pod(t, "apps", "usesmissing", map[string]string{source.NetworksAnnotation: "nosuch"})
 	for _, c := range []struct {
 		pod  string
 		code uint

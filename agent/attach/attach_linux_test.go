@@ -15,6 +15,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/record"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
 
@@ -31,7 +32,7 @@ func TestAddDelEverySpecVersion(t *testing.T) {
 			e := newEnv(t, v)
 			e.bridgeNAD("default", "blue", v, "10.201.0.0/24")
 			e.bridgeNAD("default", "red", v, "10.202.0.0/24")
-			e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,default/red"})
+			e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,default/red"})
 			n := cnitest.NewNS(t)
 
 			out, err := e.do(call{verb: attach.VerbAdd, containerID: "c1", netns: n.Path(), pod: "default/p", cniVersion: v})
@@ -76,8 +77,8 @@ func TestCapabilityRouting(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "static", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"capabilities":{"ips":true,"mac":true},"ipam":{"type":"static"}}`, e.bridge("s")))
 	e.nad("default", "nocap", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"ipam":{"type":"static","addresses":[{"address":"10.203.0.9/24"}]}}`, e.bridge("n")))
-	e.pod("default", "ok", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"static","ips":["10.203.1.7/24"],"mac":"02:00:00:aa:bb:cc"}]`})
-	e.pod("default", "bad", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"nocap","ips":["10.203.0.7/24"]}]`})
+	e.pod("default", "ok", map[string]string{source.NetworksAnnotation: `[{"name":"static","ips":["10.203.1.7/24"],"mac":"02:00:00:aa:bb:cc"}]`})
+	e.pod("default", "bad", map[string]string{source.NetworksAnnotation: `[{"name":"nocap","ips":["10.203.0.7/24"]}]`})
 
 	n := cnitest.NewNS(t)
 	e.add("ok1", n, "default/ok")
@@ -109,9 +110,9 @@ func TestCapabilityRouting(t *testing.T) {
 func TestInterfaceRequest(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.bridgeNAD("default", "blue", "1.0.0", "10.204.0.0/24")
-	e.pod("default", "named", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"blue","interface":"fast0"}]`})
-	e.pod("default", "dup", map[string]string{"k8s.v1.cni.cncf.io/networks": `blue@x1,blue@x1`})
-	e.pod("default", "eth0", map[string]string{"k8s.v1.cni.cncf.io/networks": `blue@eth0`})
+	e.pod("default", "named", map[string]string{source.NetworksAnnotation: `[{"name":"blue","interface":"fast0"}]`})
+	e.pod("default", "dup", map[string]string{source.NetworksAnnotation: `blue@x1,blue@x1`})
+	e.pod("default", "eth0", map[string]string{source.NetworksAnnotation: `blue@eth0`})
 	n := cnitest.NewNS(t)
 	e.add("named", n, "default/named")
 	if got := sandboxLinks(t, n); !slices.Equal(got, []string{"eth0", "fast0"}) {
@@ -134,7 +135,7 @@ func TestInterfaceRequest(t *testing.T) {
 func TestCNIArgsMerge(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "argnet", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"args":{"cni":{"ips":["10.205.0.1/24"],"keep":"nad"}},"ipam":{"type":"static"}}`, e.bridge("a")))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"argnet","cni-args":{"ips":["10.205.0.42/24"],"extra":"sel"}}]`})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"argnet","cni-args":{"ips":["10.205.0.42/24"],"extra":"sel"}}]`})
 	n := cnitest.NewNS(t)
 	e.add("c", n, "default/p")
 	if a := addrOf(t, n, "net1"); !slices.Equal(a, []string{"10.205.0.42/24"}) {
@@ -169,8 +170,8 @@ func TestDefaultRoute(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "gw", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.206.0.0/24","gateway":"10.206.0.1","dataDir":%q}}`, e.bridge("g"), e.ipamDir))
 	e.bridgeNAD("default", "other", "1.0.0", "10.207.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"gw","default-route":["10.206.0.1"]}]`})
-	e.pod("default", "two", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"gw","default-route":["10.206.0.1"]},{"name":"other","default-route":["10.207.0.1"]}]`})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"gw","default-route":["10.206.0.1"]}]`})
+	e.pod("default", "two", map[string]string{source.NetworksAnnotation: `[{"name":"gw","default-route":["10.206.0.1"]},{"name":"other","default-route":["10.207.0.1"]}]`})
 	n := cnitest.NewNS(t)
 	out := e.add("c", n, "default/p")
 	routes := strings.TrimSpace(cnitest.InNS(t, n, "-4", "route", "show", "default"))
@@ -212,7 +213,7 @@ func recordStatus(t *testing.T, e *env, id string) []netstatus.Entry {
 func TestSameNetworkTwice(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.208.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,blue"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,blue"})
 	n := cnitest.NewNS(t)
 	e.add("c", n, "default/p")
 	a1, a2 := addrOf(t, n, "net1"), addrOf(t, n, "net2")
@@ -236,8 +237,8 @@ func TestAddRollback(t *testing.T) {
 	e.bridgeNAD("default", "blue", "1.0.0", "10.209.0.0/24")
 	e.nad("default", "broken", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"macvlan","master":"pxnomaster0","ipam":{"type":"host-local","subnet":"10.209.1.0/24","dataDir":%q}}`, e.ipamDir))
 	e.nad("default", "noplugin", `{"cniVersion":"1.0.0","type":"no-such-plugin"}`)
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,broken"})
-	e.pod("default", "q", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,noplugin"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,broken"})
+	e.pod("default", "q", map[string]string{source.NetworksAnnotation: "blue,noplugin"})
 	n := cnitest.NewNS(t)
 	// A plugin binary that does not exist is found before anything is added.
 	_, err := e.do(call{verb: attach.VerbAdd, containerID: "q", netns: n.Path(), pod: "default/q"})
@@ -264,7 +265,7 @@ func TestDelContinuesPastFailure(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.bridgeNAD("default", "blue", "1.0.0", "10.210.0.0/24")
 	e.bridgeNAD("default", "red", "1.0.0", "10.211.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,red"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,red"})
 	n := cnitest.NewNS(t)
 	e.add("c", n, "default/p")
 
@@ -303,7 +304,7 @@ func TestAttachmentOrder(t *testing.T) {
 	for i, name := range []string{"aa", "bb", "cc", "dd"} {
 		e.bridgeNAD("default", name, "1.0.0", fmt.Sprintf("10.%d.0.0/24", 212+i))
 	}
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "dd@if-d,bb@if-b,cc@if-c,aa@if-a"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "dd@if-d,bb@if-b,cc@if-c,aa@if-a"})
 	n := cnitest.NewNS(t)
 	e.add("c", n, "default/p")
 	if got := sandboxLinks(t, n); !slices.Equal(got, []string{"eth0", "if-d", "if-b", "if-c", "if-a"}) {
@@ -319,7 +320,7 @@ func TestAttachmentOrder(t *testing.T) {
 func TestRuntimeConfigStaysOnDefaultNetwork(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "pm", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"pm","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.216.0.0/24","dataDir":%q}},{"type":"tuning","capabilities":{"portMappings":true}}]}`, e.bridge("p"), e.ipamDir))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "pm"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "pm"})
 	n := cnitest.NewNS(t)
 	rc := map[string]any{"portMappings": []map[string]any{{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}}}
 	if _, err := e.do(call{verb: attach.VerbAdd, containerID: "c", netns: n.Path(), pod: "default/p", extraConf: map[string]any{"runtimeConfig": rc}}); err != nil {
@@ -344,7 +345,7 @@ func TestRuntimeConfigStaysOnDefaultNetwork(t *testing.T) {
 func TestDelIdempotent(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.217.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue"})
 	if _, err := e.do(call{verb: attach.VerbDel, containerID: "never", netns: "", pod: "default/p"}); err != nil {
 		t.Errorf("DEL of an unknown container: %v", err)
 	}
@@ -385,7 +386,7 @@ func TestAddAfterAdd(t *testing.T) {
 func TestCheck(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.bridgeNAD("default", "blue", "1.0.0", "10.218.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue"})
 	n := cnitest.NewNS(t)
 	e.add("c", n, "default/p")
 	if _, err := e.do(call{verb: attach.VerbCheck, containerID: "c", netns: n.Path(), pod: "default/p"}); err != nil {
@@ -408,7 +409,7 @@ func TestCheck(t *testing.T) {
 func TestGC(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.219.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue"})
 	keep, gone := cnitest.NewNS(t), cnitest.NewNS(t)
 	e.add("keep", keep, "default/p")
 	e.add("gone", gone, "default/p")
@@ -468,7 +469,7 @@ func TestBadInput(t *testing.T) {
 		{"huge", strings.Repeat("a,", 200<<10), attach.CodeInvalidSelection, []string{"default/huge"}},
 	}
 	for _, c := range cases {
-		e.pod("default", c.pod, map[string]string{"k8s.v1.cni.cncf.io/networks": c.annotation})
+		e.pod("default", c.pod, map[string]string{source.NetworksAnnotation: c.annotation})
 	}
 	for _, c := range cases {
 		t.Run(c.pod, func(t *testing.T) {

@@ -113,7 +113,7 @@ func TestCompatibleIPsMACWithoutCapability(t *testing.T) {
 	const sel = `[{"name":"nocap","ips":["10.240.0.7/24","10.240.1.7/24"],"mac":"02:00:00:12:34:56"}]`
 	setup := func(e *env) {
 		e.nad("default", "nocap", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"ipam":{"type":"static"}}`, e.bridge("s")))
-		e.pod("default", "p", map[string]string{selection.NetworksAnnotation: sel})
+		e.pod("default", "p", map[string]string{source.NetworksAnnotation: sel})
 	}
 	t.Run("compatible", func(t *testing.T) {
 		e, w := newModeEnv(t, selection.Compatible)
@@ -157,7 +157,7 @@ func TestCompatibleSelectionKeys(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			setup := func(e *env) {
 				e.bridgeNAD("default", "blue", "1.0.0", "10.241.0.0/24")
-				e.pod("default", "p", map[string]string{selection.NetworksAnnotation: tt.sel})
+				e.pod("default", "p", map[string]string{source.NetworksAnnotation: tt.sel})
 			}
 			e, w := newModeEnv(t, selection.Compatible)
 			setup(e)
@@ -189,9 +189,9 @@ func TestDefaultNetworkOverride(t *testing.T) {
 			e.bridgeNAD("kube-system", "alt", "1.0.0", "10.242.0.0/24")
 			e.bridgeNAD("apps", "own", "1.0.0", "10.243.0.0/24")
 			e.bridgeNAD("other", "foreign", "1.0.0", "10.244.0.0/24")
-			e.pod("apps", "bare", map[string]string{selection.DefaultNetworkAnnotation: "alt"})
-			e.pod("apps", "own", map[string]string{selection.DefaultNetworkAnnotation: "apps/own"})
-			e.pod("apps", "thief", map[string]string{selection.DefaultNetworkAnnotation: "other/foreign"})
+			e.pod("apps", "bare", map[string]string{source.DefaultNetworkAnnotation: "alt"})
+			e.pod("apps", "own", map[string]string{source.DefaultNetworkAnnotation: "apps/own"})
+			e.pod("apps", "thief", map[string]string{source.DefaultNetworkAnnotation: "other/foreign"})
 			for pod, want := range map[string]struct{ prefix, bridge, name string }{
 				"bare": {"10.242.0.", e.bridge("alt"), "kube-system/alt"},
 				"own":  {"10.243.0.", e.bridge("own"), "apps/own"},
@@ -234,8 +234,8 @@ func TestDefaultNetworks(t *testing.T) {
 	e.bridgeNAD("other", "dfb", "1.0.0", "10.246.0.0/24")
 	e.bridgeNAD("apps", "side", "1.0.0", "10.247.0.0/24")
 	e.bridgeNAD("infra", "side", "1.0.0", "10.248.0.0/24")
-	e.pod("apps", "p", map[string]string{selection.NetworksAnnotation: "side"})
-	e.pod("infra", "sys", map[string]string{selection.NetworksAnnotation: "side"})
+	e.pod("apps", "p", map[string]string{source.NetworksAnnotation: "side"})
+	e.pod("infra", "sys", map[string]string{source.NetworksAnnotation: "side"})
 
 	n := cnitest.NewNS(t)
 	e.add("p", n, "apps/p")

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/plexus-cni/plexus/agent/attach"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
 
@@ -53,7 +54,7 @@ func TestDelDamagedRecord(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.225.0.0/24")
 	e.bridgeNAD("default", "red", "0.4.0", "10.226.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,red"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,red"})
 	n := cnitest.NewNS(t)
 	e.add("c", n, "default/p")
 	kept := e.damage("c")
@@ -76,7 +77,7 @@ func TestDelDamagedRecord(t *testing.T) {
 func TestGCPastDamagedRecord(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.227.0.0/24")
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue"})
 	broken, stale, live := cnitest.NewNS(t), cnitest.NewNS(t), cnitest.NewNS(t)
 	e.add("a-broken", broken, "default/p")
 	e.add("b-stale", stale, "default/p")

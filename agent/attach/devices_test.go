@@ -13,6 +13,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/agent/source/local"
 	"github.com/plexus-cni/plexus/devinfo"
 )
@@ -54,14 +55,14 @@ func newPlanRig(t *testing.T, noSource bool) *planRig {
 			"metadata": map[string]any{"name": name, "namespace": "default", "annotations": map[string]string{}},
 			"spec":     map[string]any{"config": config}}
 		if resource != "" {
-			doc["metadata"].(map[string]any)["annotations"] = map[string]string{resolve.ResourceNameAnnotation: resource}
+			doc["metadata"].(map[string]any)["annotations"] = map[string]string{source.ResourceNameAnnotation: resource}
 		}
 		data, _ := json.Marshal(doc)
 		return string(data) + "\n---\n"
 	}
 	pod := func(name, networks string) string {
 		data, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Pod",
-			"metadata": map[string]any{"name": name, "namespace": "default", "annotations": map[string]string{"k8s.v1.cni.cncf.io/networks": networks}}})
+			"metadata": map[string]any{"name": name, "namespace": "default", "annotations": map[string]string{source.NetworksAnnotation: networks}}})
 		return string(data) + "\n---\n"
 	}
 	docs := nad("cluster", "", `{"cniVersion":"1.0.0","type":"bridge"}`) +

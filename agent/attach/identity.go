@@ -8,20 +8,10 @@ import (
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
-// MirrorPodAnnotation is set by kubelet on the mirror pod of a static pod
-// to the static pod's UID, the UID kubelet passes to the runtime.
-const MirrorPodAnnotation = "kubernetes.io/config.mirror"
-
-// LivePodGetter is a PodGetter backed by a cache that can also read a pod
-// from its origin (kube.Sources: the API server).
-type LivePodGetter interface {
-	GetPodLive(ctx context.Context, namespace, name string) (*source.Pod, error)
-}
-
 // samePod reports whether pod is the one the runtime means by uid (its
 // K8S_POD_UID). Without a UID on either side there is nothing to compare.
 func samePod(pod *source.Pod, uid string) bool {
-	return uid == "" || pod.UID == "" || pod.UID == uid || pod.Annotations[MirrorPodAnnotation] == uid
+	return uid == "" || pod.UID == "" || pod.UID == uid || pod.Annotations[source.MirrorPodAnnotation] == uid
 }
 
 // confirmPod makes sure the pod found by name is the runtime's: a pod
@@ -36,7 +26,7 @@ func (m *Manager) confirmPod(ctx context.Context, inv *invocation, pod *source.P
 		return pod, nil
 	}
 	found := pod.UID
-	if live, ok := m.pods.(LivePodGetter); ok {
+	if live, ok := m.pods.(source.LivePodGetter); ok {
 		fresh, err := live.GetPodLive(ctx, inv.pod.Namespace, inv.pod.Name)
 		switch {
 		case errors.Is(err, source.ErrNotFound):

@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/plexus-cni/plexus/agent/attach"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
 
@@ -125,7 +126,7 @@ func TestSelectionPortMappings(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "pm", fmt.Sprintf(`{"cniVersion":"1.0.0","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.240.0.0/24","dataDir":%q}},{"type":"portmap","backend":"iptables","snat":false,"capabilities":{"portMappings":true}}]}`,
 		e.bridge("pm"), e.ipamDir))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"pm","portMappings":[{"hostPort":47311,"containerPort":8080,"protocol":"tcp"},{"hostPort":47312,"containerPort":53,"protocol":"udp"}]}]`})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"pm","portMappings":[{"hostPort":47311,"containerPort":8080,"protocol":"tcp"},{"hostPort":47312,"containerPort":53,"protocol":"udp"}]}]`})
 	id := uniqueID("pm")
 	n := cnitest.NewNS(t)
 	e.addUntilEnd(id, n, "default/p")
@@ -173,7 +174,7 @@ func TestSelectionBandwidth(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "bw", fmt.Sprintf(`{"cniVersion":"1.0.0","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.241.0.0/24","dataDir":%q}},{"type":"bandwidth","capabilities":{"bandwidth":true}}]}`,
 		e.bridge("bw"), e.ipamDir))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"bw","bandwidth":{"ingressRate":1000000,"ingressBurst":800000,"egressRate":2000000,"egressBurst":800000}}]`})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"bw","bandwidth":{"ingressRate":1000000,"ingressBurst":800000,"egressRate":2000000,"egressBurst":800000}}]`})
 	id := uniqueID("bw")
 	n := cnitest.NewNS(t)
 	e.addUntilEnd(id, n, "default/p")
@@ -214,7 +215,7 @@ func TestDefaultRouteIPv6(t *testing.T) {
 		e.nad("default", "v6"+x, fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"ipam":{"type":"host-local","ranges":[[{"subnet":"fc00:24%s::/64","gateway":"fc00:24%s::1"}]],"routes":[{"dst":"::/0"}],"dataDir":%q}}`,
 			e.bridge("6"+x), x, x, e.ipamDir))
 	}
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"v6a"},{"name":"v6b","default-route":["fc00:24b::1"]}]`})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"v6a"},{"name":"v6b","default-route":["fc00:24b::1"]}]`})
 	id := uniqueID("v6")
 	n := cnitest.NewNS(t)
 	out := e.addUntilEnd(id, n, "default/p")
@@ -251,7 +252,7 @@ func TestChainedPluginEffect(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "tuned", fmt.Sprintf(`{"cniVersion":"1.0.0","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.242.0.0/24","dataDir":%q}},{"type":"tuning","mtu":1280,"sysctl":{"net.ipv4.conf.IFNAME.arp_ignore":"2","net.ipv6.conf.IFNAME.hop_limit":"33"}}]}`,
 		e.bridge("tu"), e.ipamDir))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "tuned"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "tuned"})
 	id := uniqueID("tu")
 	n := cnitest.NewNS(t)
 	e.addUntilEnd(id, n, "default/p")
@@ -282,7 +283,7 @@ func TestRuntimePortMappingsEffect(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "pm", fmt.Sprintf(`{"cniVersion":"1.0.0","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.247.0.0/24","dataDir":%q}},{"type":"portmap","backend":"iptables","snat":false,"capabilities":{"portMappings":true}}]}`,
 		e.bridge("rp"), e.ipamDir))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "pm"})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "pm"})
 	id := uniqueID("rp")
 	n := cnitest.NewNS(t)
 	rc := map[string]any{"portMappings": []map[string]any{{"hostPort": 47313, "containerPort": 80, "protocol": "tcp"}}}

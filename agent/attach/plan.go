@@ -82,12 +82,12 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 		elems = append(elems, e[0])
 	}
 	fromAdmin := len(elems)
-	selected, selWarnings, err := selection.Options{Mode: m.cfg.SelectionMode}.Parse(ref, pod.Annotations[selection.NetworksAnnotation])
+	selected, selWarnings, err := selection.Options{Mode: m.cfg.SelectionMode}.Parse(ref, pod.Annotations[source.NetworksAnnotation])
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range selWarnings {
-		warnings = append(warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, selection.NetworksAnnotation, w))
+		warnings = append(warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, source.NetworksAnnotation, w))
 	}
 	elems = append(elems, selected...)
 
@@ -259,19 +259,19 @@ func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings 
 	if pod != nil {
 		ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
 		o := selection.Options{Mode: m.cfg.SelectionMode, Namespace: m.cfg.SystemNamespace}
-		override, w, err := o.ParseDefaultNetwork(ref, pod.Annotations[selection.DefaultNetworkAnnotation])
+		override, w, err := o.ParseDefaultNetwork(ref, pod.Annotations[source.DefaultNetworkAnnotation])
 		if err != nil {
 			return nil, err
 		}
 		for _, w := range w {
-			*warnings = append(*warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, selection.DefaultNetworkAnnotation, w))
+			*warnings = append(*warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, source.DefaultNetworkAnnotation, w))
 		}
 		if override != nil {
 			// Unlike Multus, isolation applies to the override too; the
 			// system namespace's networks are the admin's alternatives
 			// to the cluster network and stay allowed.
 			if override.Namespace != m.cfg.SystemNamespace {
-				if err := m.checkIsolation(pod, override.Namespace, override.Name, selection.DefaultNetworkAnnotation); err != nil {
+				if err := m.checkIsolation(pod, override.Namespace, override.Name, source.DefaultNetworkAnnotation); err != nil {
 					return nil, err
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/plexus-cni/plexus/agent/attach"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
 
@@ -96,7 +97,7 @@ func TestOldSpecVersions(t *testing.T) {
 				e.bridgeNAD("default", "blue", dv, "10.244.0.0/24")
 				e.nad("default", "chain", fmt.Sprintf(`{"cniVersion":%q,"plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.245.0.0/24","dataDir":%q}},{"type":"tuning","sysctl":{"net.ipv4.conf.IFNAME.arp_ignore":"2"}}]}`,
 					dv, e.bridge("ch"), e.ipamDir))
-				e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": "blue,chain"})
+				e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,chain"})
 				n := cnitest.NewNS(t)
 				id := uniqueID("v")
 				t.Cleanup(func() {
@@ -156,7 +157,7 @@ func TestDelegateVersionRefused(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "oldbw", fmt.Sprintf(`{"cniVersion":"0.2.0","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.246.0.0/24","dataDir":%q}},{"type":"bandwidth","capabilities":{"bandwidth":true}}]}`,
 		e.bridge("ob"), e.ipamDir))
-	e.pod("default", "p", map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"oldbw","bandwidth":{"ingressRate":1000000,"ingressBurst":800000}}]`})
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"oldbw","bandwidth":{"ingressRate":1000000,"ingressBurst":800000}}]`})
 	n := cnitest.NewNS(t)
 	id := uniqueID("ob")
 	t.Cleanup(func() { e.do(call{verb: attach.VerbDel, containerID: id, netns: n.Path(), pod: "default/p"}) })

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/plexus-cni/plexus/agent/netstatus"
-	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
@@ -34,7 +33,7 @@ func (r *Reporter) Report(ctx context.Context, pod *source.Pod, status []netstat
 	if err != nil {
 		return fmt.Errorf("encode network-status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	meta := map[string]any{"annotations": map[string]string{selection.NetworkStatusAnnotation: string(value)}}
+	meta := map[string]any{"annotations": map[string]string{source.NetworkStatusAnnotation: string(value)}}
 	if pod.UID != "" {
 		// A UID in the patch makes it fail on a re-created pod of the same
 		// name instead of writing our status onto it.

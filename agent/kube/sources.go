@@ -16,8 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/plexus-cni/plexus/agent/resolve"
-	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
@@ -111,7 +109,7 @@ func trimPod(obj any) (any, error) {
 			Namespace:       pod.Namespace,
 			UID:             pod.UID,
 			ResourceVersion: pod.ResourceVersion,
-			Annotations:     keep(pod.Annotations, selection.NetworksAnnotation, selection.DefaultNetworkAnnotation),
+			Annotations:     keep(pod.Annotations, source.NetworksAnnotation, source.DefaultNetworkAnnotation),
 		},
 		Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName},
 	}, nil
@@ -146,7 +144,7 @@ func trimNAD(obj any) (any, error) {
 			Namespace:       nad.Namespace,
 			UID:             nad.UID,
 			ResourceVersion: nad.ResourceVersion,
-			Annotations:     keep(nad.Annotations, resolve.ResourceNameAnnotation),
+			Annotations:     keep(nad.Annotations, source.ResourceNameAnnotation),
 		},
 		Spec: nad.Spec,
 	}, nil
@@ -205,7 +203,7 @@ func (s *Sources) GetPodLive(ctx context.Context, namespace, name string) (*sour
 	return toPod(p), nil
 }
 
-// GetNAD implements resolve.NADGetter from the cache alone. The informer
+// GetNAD implements source.NADGetter from the cache alone. The informer
 // watches every NAD, so a miss is a NAD that does not exist (or was created
 // a moment ago: the runtime retries the ADD). No API read: the cluster
 // network's bare name is looked up as a NAD on every ADD.
@@ -221,6 +219,6 @@ func (s *Sources) GetNAD(_ context.Context, namespace, name string) (*nadv1.Netw
 }
 
 var (
-	_ source.PodGetter  = (*Sources)(nil)
-	_ resolve.NADGetter = (*Sources)(nil)
+	_ source.PodGetter = (*Sources)(nil)
+	_ source.NADGetter = (*Sources)(nil)
 )

@@ -17,16 +17,12 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/version"
-	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
 // MaxConfigSize bounds a delegate configuration.
 const MaxConfigSize = 1 << 20
-
-// ResourceNameAnnotation is the NAD annotation naming the device resource.
-const ResourceNameAnnotation = "k8s.v1.cni.cncf.io/resourceName"
 
 // ConfigError is a delegate configuration that cannot be used.
 type ConfigError struct {
@@ -42,13 +38,6 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("network %s: invalid delegate config: %s", e.Network, e.Reason)
 }
 
-// NADGetter reads NetworkAttachmentDefinitions: files in local mode, an
-// informer cache in Kubernetes mode. It returns an error wrapping source.ErrNotFound
-// for a missing NAD.
-type NADGetter interface {
-	GetNAD(ctx context.Context, namespace, name string) (*nadv1.NetworkAttachmentDefinition, error)
-}
-
 // Network is a resolved delegate.
 type Network struct {
 	// Name is the network's status name: "ns/name" for a NAD, the
@@ -60,7 +49,7 @@ type Network struct {
 
 // Resolver resolves network references.
 type Resolver struct {
-	NADs NADGetter
+	NADs source.NADGetter
 	// ConfDir is searched for configurations NADs without spec.config name.
 	ConfDir string
 }
@@ -72,7 +61,7 @@ func (r *Resolver) NAD(ctx context.Context, namespace, name string) (*Network, e
 	if err != nil {
 		return nil, fmt.Errorf("get NetworkAttachmentDefinition %s: %w", key, err)
 	}
-	net := &Network{Name: key, ResourceName: nad.Annotations[ResourceNameAnnotation]}
+	net := &Network{Name: key, ResourceName: nad.Annotations[source.ResourceNameAnnotation]}
 	if strings.TrimSpace(nad.Spec.Config) == "" {
 		list, err := r.confByName(name)
 		if err != nil {

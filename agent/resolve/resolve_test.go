@@ -465,7 +465,7 @@ func TestResolverNAD(t *testing.T) {
 		},
 		{
 			name:     "resource name from the NAD annotation",
-			nad:      nad("ns1", "net1", conf("net1", "sriov"), map[string]string{resolve.ResourceNameAnnotation: "intel.com/sriov_net"}),
+			nad:      nad("ns1", "net1", conf("net1", "sriov"), map[string]string{source.ResourceNameAnnotation: "intel.com/sriov_net"}),
 			wantName: "net1", wantTypes: []string{"sriov"}, wantRes: "intel.com/sriov_net",
 		},
 	}

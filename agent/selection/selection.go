@@ -12,14 +12,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-)
 
-// Annotation keys read from a pod.
-const (
-	NetworksAnnotation       = "k8s.v1.cni.cncf.io/networks"
-	NetworkStatusAnnotation  = "k8s.v1.cni.cncf.io/network-status"
-	DefaultNetworkAnnotation = "v1.multus-cni.io/default-network"
-	ResourceNameAnnotation   = "k8s.v1.cni.cncf.io/resourceName"
+	"github.com/plexus-cni/plexus/agent/source"
 )
 
 // MaxAnnotationSize bounds the annotation we parse. Kubernetes caps all of a
@@ -168,7 +162,7 @@ func Parse(pod PodRef, value string) ([]Element, error) {
 // empty selection. The warnings say what compatible mode accepted.
 func (o Options) Parse(pod PodRef, value string) ([]Element, []Warning, error) {
 	if len(value) > MaxAnnotationSize {
-		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is %d bytes, over the %d byte limit", NetworksAnnotation, len(value), MaxAnnotationSize)}
+		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is %d bytes, over the %d byte limit", source.NetworksAnnotation, len(value), MaxAnnotationSize)}
 	}
 	trimmed := strings.TrimSpace(value)
 	if trimmed == "" {
@@ -338,10 +332,10 @@ func parseJSON(pod PodRef, data []byte, o Options) ([]Element, []Warning, error)
 	var raw []jsonElement
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&raw); err != nil {
-		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is not a JSON list of objects: %v", NetworksAnnotation, err)}
+		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s is not a JSON list of objects: %v", source.NetworksAnnotation, err)}
 	}
 	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
-		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s has data after the JSON list", NetworksAnnotation)}
+		return nil, nil, &Error{Pod: pod, Reason: fmt.Sprintf("annotation %s has data after the JSON list", source.NetworksAnnotation)}
 	}
 	out := make([]Element, 0, len(raw))
 	var warnings []Warning
@@ -500,7 +494,7 @@ func (o Options) ParseDefaultNetwork(pod PodRef, value string) (*Element, []Warn
 		return nil, nil, err
 	}
 	if len(elems) != 1 {
-		return nil, nil, &Error{Pod: pod, Field: DefaultNetworkAnnotation, Reason: fmt.Sprintf("must name exactly one network, got %d", len(elems))}
+		return nil, nil, &Error{Pod: pod, Field: source.DefaultNetworkAnnotation, Reason: fmt.Sprintf("must name exactly one network, got %d", len(elems))}
 	}
 	return &elems[0], warnings, nil
 }

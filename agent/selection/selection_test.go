@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/selection"
+	"github.com/plexus-cni/plexus/agent/source"
 )
 
 var pod = selection.PodRef{Namespace: "podns", Name: "mypod"}
@@ -562,8 +563,8 @@ func TestParseDefaultNetwork(t *testing.T) {
 		{name: "bare name", value: "net1", want: &selection.Element{Name: "net1", Namespace: "podns"}},
 		{name: "namespaced", value: " kube-system/net1 ", want: &selection.Element{Name: "net1", Namespace: "kube-system"}},
 		{name: "json", value: `[{"name":"net1","namespace":"other"}]`, want: &selection.Element{Name: "net1", Namespace: "other"}},
-		{name: "two networks", value: "net1,net2", isErr: true, wantErr: selection.DefaultNetworkAnnotation},
-		{name: "empty json list", value: "[]", isErr: true, wantErr: selection.DefaultNetworkAnnotation},
+		{name: "two networks", value: "net1,net2", isErr: true, wantErr: source.DefaultNetworkAnnotation},
+		{name: "empty json list", value: "[]", isErr: true, wantErr: source.DefaultNetworkAnnotation},
 		{name: "invalid name", value: "Net1", isErr: true, wantErr: "name"},
 		{name: "invalid namespace", value: "NS/net1", isErr: true, wantErr: "namespace"},
 	}

@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/source"
 )
 
@@ -166,7 +165,7 @@ func (d *Dir) GetPod(_ context.Context, namespace, name string) (*source.Pod, er
 	return nil, notFound("pod", namespace, name, d.Path, objs.errs)
 }
 
-// GetNAD implements resolve.NADGetter.
+// GetNAD implements source.NADGetter.
 func (d *Dir) GetNAD(_ context.Context, namespace, name string) (*nadv1.NetworkAttachmentDefinition, error) {
 	objs, err := d.load()
 	if err != nil {
@@ -187,5 +186,5 @@ func notFound(kind, namespace, name, dir string, errs []error) error {
 	return err
 }
 
-var _ resolve.NADGetter = (*Dir)(nil)
+var _ source.NADGetter = (*Dir)(nil)
 var _ source.PodGetter = (*Dir)(nil)

@@ -55,14 +55,14 @@ func TestLookupAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pod.UID != "u-1" || pod.Annotations["k8s.v1.cni.cncf.io/networks"] != "blue" {
+	if pod.UID != "u-1" || pod.Annotations[source.NetworksAnnotation] != "blue" {
 		t.Errorf("pod = %+v", pod)
 	}
 	nad, err := d.GetNAD(ctx, "default", "blue")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nad.Annotations["k8s.v1.cni.cncf.io/resourceName"] != "example.com/sriov" || !strings.Contains(nad.Spec.Config, "bridge") {
+	if nad.Annotations[source.ResourceNameAnnotation] != "example.com/sriov" || !strings.Contains(nad.Spec.Config, "bridge") {
 		t.Errorf("nad = %+v", nad)
 	}
 
@@ -71,7 +71,7 @@ func TestLookupAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := pod.Annotations["k8s.v1.cni.cncf.io/networks"]; got != "blue,blue" {
+	if got := pod.Annotations[source.NetworksAnnotation]; got != "blue,blue" {
 		t.Errorf("after the edit the annotation is %q, want blue,blue", got)
 	}
 }
