@@ -7,12 +7,41 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	regpb "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
+
+// registerTimeout bounds a registration with kubelet.
+const registerTimeout = 10 * time.Second
+
+// Register tells kubelet about this plugin through kubelet's registration
+// socket.
+func (p *Plugin) Register(ctx context.Context, kubeletSocket string) error {
+	conn, err := grpc.NewClient("unix://"+kubeletSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial kubelet: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
+	defer cancel()
+	_, err = pb.NewRegistrationClient(conn).Register(ctx, &pb.RegisterRequest{
+		Version:      pb.Version,
+		Endpoint:     filepath.Base(p.socket),
+		ResourceName: p.ResourceName(),
+		Options:      options(),
+	}, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("register %s with kubelet: %w", p.ResourceName(), err)
+	}
+	p.log.Info("registered with kubelet", "endpoint", filepath.Base(p.socket), "devices", len(p.devices()))
+	return nil
+}
 
 // RegistrationSocketName is the file name of a resource's socket in
 // kubelet's plugin watcher directory (plugins_registry). It differs from
