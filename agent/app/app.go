@@ -22,11 +22,11 @@ import (
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/cniconf"
 	"github.com/plexus-cni/plexus/agent/config"
-	"github.com/plexus-cni/plexus/agent/health"
 	"github.com/plexus-cni/plexus/agent/metrics"
 	"github.com/plexus-cni/plexus/agent/migrate"
 	"github.com/plexus-cni/plexus/agent/pluginexec"
 	"github.com/plexus-cni/plexus/agent/podresources"
+	"github.com/plexus-cni/plexus/agent/probes"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/server"
@@ -189,7 +189,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			return c.Close()
 		}
-		g.Go(func() error { return health.Serve(gctx, hl, live, ready, m.Registry) })
+		g.Go(func() error { return probes.Serve(gctx, hl, live, ready, m.Registry) })
 	}
 	mode := "kubernetes"
 	if cfg.Local != nil {

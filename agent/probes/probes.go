@@ -1,5 +1,5 @@
-// Package health serves the agent's /healthz, /readyz and /metrics.
-package health
+// Package probes serves the agent's /healthz, /readyz and /metrics.
+package probes
 
 import (
 	"context"
