@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 
+	"github.com/plexus-cni/plexus/agent/config"
 	"github.com/plexus-cni/plexus/agent/devices"
 	"github.com/plexus-cni/plexus/agent/netstatus"
 	"github.com/plexus-cni/plexus/agent/pluginexec"
@@ -48,7 +49,8 @@ type Config struct {
 	// before the ones its annotation asks for: "[namespace/]name".
 	DefaultNetworks []string
 	// SystemNamespace is where bare network names in ClusterNetwork and
-	// DefaultNetworks are looked up.
+	// DefaultNetworks are looked up (default
+	// config.DefaultSystemNamespace).
 	SystemNamespace string
 	// SystemNamespaces get only the cluster default network.
 	SystemNamespaces []string
@@ -65,7 +67,7 @@ type Config struct {
 	BinDirs []string
 	// DeviceInfoDir is the Device Info spec's root directory: device
 	// plugins' files in dp/, ours in cni/ (default
-	// devinfo.DefaultRoot).
+	// config.DefaultDeviceInfoDir).
 	DeviceInfoDir string
 }
 
@@ -137,11 +139,13 @@ func New(o Options) (*Manager, error) {
 	if strings.TrimSpace(o.Config.ClusterNetwork) == "" && o.Primary == nil {
 		return nil, fmt.Errorf("attach: no cluster network: configure one, or a source of the node's primary CNI configuration")
 	}
+	// config.Parse has set both for the agent; library callers (tests,
+	// tools) leaving them zero get the same defaults.
 	if o.Config.SystemNamespace == "" {
-		o.Config.SystemNamespace = "kube-system"
+		o.Config.SystemNamespace = config.DefaultSystemNamespace
 	}
 	if o.Config.DeviceInfoDir == "" {
-		o.Config.DeviceInfoDir = devinfo.DefaultRoot
+		o.Config.DeviceInfoDir = config.DefaultDeviceInfoDir
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

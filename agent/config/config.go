@@ -124,6 +124,12 @@ const (
 	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	// DefaultDeviceInfoDir is the Device Info spec's directory.
 	DefaultDeviceInfoDir = devinfo.DefaultRoot
+	// DefaultSystemNamespace is systemNamespace's default and
+	// systemNamespaces' only member by default.
+	DefaultSystemNamespace = "kube-system"
+	// DefaultMaxConcurrent is maxConcurrent's default: CNI requests served
+	// at once.
+	DefaultMaxConcurrent = 64
 )
 
 // Load reads and validates the file at path.
@@ -172,16 +178,16 @@ func (c *Config) setDefaults() {
 		c.DeviceInfoDir = DefaultDeviceInfoDir
 	}
 	if c.SystemNamespace == "" {
-		c.SystemNamespace = "kube-system"
+		c.SystemNamespace = DefaultSystemNamespace
 	}
 	if c.SystemNamespaces == nil {
-		c.SystemNamespaces = []string{"kube-system"}
+		c.SystemNamespaces = []string{DefaultSystemNamespace}
 	}
 	if c.SelectionMode == "" {
 		c.SelectionMode = selection.Compatible
 	}
 	if c.MaxConcurrent == 0 {
-		c.MaxConcurrent = 64
+		c.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if c.Kubernetes.QPS == 0 {
 		c.Kubernetes.QPS = 50

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/plexus-cni/plexus/agent/config"
 	plexusv1 "github.com/plexus-cni/plexus/proto/plexus/v1"
 )
 
@@ -54,7 +55,8 @@ type Server struct {
 	Version string
 	Log     *slog.Logger
 	// Limit caps requests handled at once; excess connections wait for a
-	// slot (bounded memory under a burst). Zero means 64.
+	// slot (bounded memory under a burst). Zero means
+	// config.DefaultMaxConcurrent, the agent's maxConcurrent default.
 	Limit int
 	// Observe, if set, is told how each request went.
 	Observe func(verb plexusv1.Verb, d time.Duration, errCode uint32)
@@ -101,7 +103,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	limit := s.Limit
 	if limit <= 0 {
-		limit = 64
+		limit = config.DefaultMaxConcurrent
 	}
 	slots := make(chan struct{}, limit)
 	var wg sync.WaitGroup
