@@ -17,7 +17,8 @@ tools/cluster/build-binaries.sh all >/dev/null
 tools/cni-plugins.sh >/dev/null
 images=$(tools/images.sh | paste -sd: -)
 export PLEXUS_E2E_IMAGES="$images"
-# The TEST ONLY delegate that records what it receives (issue 6 tests).
+# The TEST ONLY delegate that records what it receives (the device e2e
+# tests, e2e/devices_test.go, read what it recorded).
 recorder_dir=$(mktemp -d)
 trap 'rm -rf "$recorder_dir"' EXIT
 CGO_ENABLED=0 go build -o "$recorder_dir/plexus-test-recorder" ./internal/testplugins/cmd/plexus-test-recorder

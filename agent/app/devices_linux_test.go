@@ -174,7 +174,7 @@ func (d *devRig) assertGone(t *testing.T, id string) {
 	}
 }
 
-// Issue 6: a pod with two NADs of one resource (and one without) gets the
+// Device resources: a pod with two NADs of one resource (and one without) gets the
 // devices kubelet allocated it, in the documented order: the first
 // container's device, then the second container's lowest. Every plugin of
 // the delegate sees deviceID and pciBusID; runtimeConfig.deviceID only the

@@ -30,7 +30,7 @@ func podArgs(ns, name, uid string) [][2]string {
 	return [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", ns}, {"K8S_POD_NAME", name}, {"K8S_POD_UID", uid}}
 }
 
-// Issue 12, pod identity: a pod deleted and re-created under the same name
+// Pod identity: a pod deleted and re-created under the same name
 // never lends its annotations to the other's sandbox. The runtime's
 // K8S_POD_UID is compared with the pod found: a stale UID fails retriably
 // (code 11) naming the pod and both UIDs after one live GET; the new
@@ -122,7 +122,7 @@ func TestPodIdentity(t *testing.T) {
 	}
 }
 
-// Issue 12, compatible mode (the default) in Kubernetes mode: a selection
+// Compatible selection mode (the default) in Kubernetes mode: a selection
 // Multus accepts but the spec does not is attached, and the pod gets a
 // Warning Event naming the network, the key and the fix.
 func TestSelectionWarningEvent(t *testing.T) {

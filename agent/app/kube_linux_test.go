@@ -127,7 +127,7 @@ type statusEntry struct {
 	Gateway      []string `json:"gateway"`
 }
 
-// Issue 3's main path against a real kube-apiserver: ADD through the real
+// Kubernetes mode's main path against a real kube-apiserver: ADD through the real
 // shim, network-status read back from the API server field by field,
 // Events, the API calls the agent made (one patch plus Events, no reads),
 // namespace isolation for a selection and for the default-network

@@ -105,7 +105,7 @@ func wantWarning(t *testing.T, got []string, parts ...string) {
 	t.Errorf("warnings %q: none names all of %q", got, parts)
 }
 
-// Issue 12, Multus's default-route e2e shape: a static IPAM NAD without
+// Multus compatibility, its default-route e2e shape: a static IPAM NAD without
 // capabilities and ips (and mac) in the selection. Compatible mode passes
 // them as CNI_ARGS IP= and MAC=, which static IPAM and bridge read, and
 // warns naming the NAD, the key and the fix; strict mode refuses.
@@ -142,7 +142,7 @@ func TestCompatibleIPsMACWithoutCapability(t *testing.T) {
 	})
 }
 
-// Issue 12: the deprecated interfaceRequest key and unknown keys without
+// Multus compatibility: the deprecated interfaceRequest key and unknown keys without
 // a dot: compatible honours the first as interface and ignores the
 // second, warning of both; strict refuses both.
 func TestCompatibleSelectionKeys(t *testing.T) {
@@ -177,7 +177,7 @@ func TestCompatibleSelectionKeys(t *testing.T) {
 	}
 }
 
-// Issue 12: the v1.multus-cni.io/default-network override replaces the
+// Multus compatibility: the v1.multus-cni.io/default-network override replaces the
 // cluster network as eth0, in both modes; a bare name is the system
 // namespace's (as Multus resolves it in its multusNamespace), and with
 // namespace isolation on the system namespace's networks stay allowed
@@ -219,7 +219,7 @@ func TestDefaultNetworkOverride(t *testing.T) {
 	}
 }
 
-// Issue 12: defaultNetworks are the admin's: with namespace isolation on
+// Multus compatibility: defaultNetworks are the admin's: with namespace isolation on
 // they are attached to every pod outside the system namespaces, whatever
 // their namespace, after the cluster network and before the pod's own
 // selection, names continuing net1..N; pods in systemNamespaces get the

@@ -8,7 +8,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/selection"
 )
 
-// Issue 12: what a Multus cluster's pods write that the spec does not
+// Selection modes: what a Multus cluster's pods write that the spec does not
 // allow is accepted with a warning in compatible mode and refused in
 // strict mode.
 func TestParseModes(t *testing.T) {

@@ -46,7 +46,8 @@ const (
 	nodeName   = "pxscale-node"
 	clusterNet = "pxscale-cluster"
 	namespaces = 20
-	// rssTarget is issue 11's: the agent after sync on a 10,000-pod cluster.
+	// rssTarget is the agent's RSS budget after sync on a 10,000-pod
+	// cluster (docs/benchmarks.md, binary size, idle RSS and scale).
 	rssTarget = 32 << 20
 )
 
