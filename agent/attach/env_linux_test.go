@@ -209,8 +209,10 @@ func sandboxLinks(t *testing.T, n ns.NetNS) []string {
 	t.Helper()
 	var out []string
 	for _, line := range strings.Split(strings.TrimSpace(cnitest.InNS(t, n, "-o", "link", "show")), "\n") {
+		// A link is "N: name[@peer]: ..."; ip(8) may also print a warning
+		// (e.g. about a peer's netns reference) on stderr, mixed in here.
 		f := strings.Fields(line)
-		if len(f) < 2 {
+		if len(f) < 2 || !strings.HasSuffix(f[0], ":") || strings.Trim(f[0], "0123456789") != ":" {
 			continue
 		}
 		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
