@@ -3,13 +3,15 @@
 package e2e
 
 // The scenarios of Multus's own e2e suite (simple macvlan, static IPAM with
-// per-pod ips, default-route, static pod), with NADs and selections shaped
+// per-pod ips, default-route, static pod, subdirectory chaining, auxiliary
+// chain), with NADs and selections shaped
 // the way Multus users write them: conflists without a "name", macvlan
 // over a host uplink, static IPAM with and without the "ips" capability,
 // the JSON selection form. The uplink is a veth pair on the host (there is
 // no spare NIC); traffic stays between the pods' namespaces.
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -27,6 +29,7 @@ import (
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/plexus-cni/plexus/internal/cluster"
 )
@@ -229,6 +232,173 @@ func TestMultusStaticPod(t *testing.T) {
 	expectNoLeaks(t, before, 60*time.Second)
 }
 
+// Multus's subdirectory chaining: the .conf plugins in
+// <cniConfDir>/<cluster network name>/ are appended to the cluster
+// network's conflist, so a tuning plugin there sets a sysctl on every new
+// pod's eth0. DEL runs the chain from the record: nothing leaks.
+func TestMultusSubdirectoryChaining(t *testing.T) {
+	ns := namespace(t, "e2e-multus-subdir")
+	dir := filepath.Join(env.c.CNIConfDir(), cluster.PrimaryNetwork)
+	writeChainConf(t, dir, "10-tuning.conf", cluster.PrimaryNetwork, "net.ipv4.conf.eth0.arp_filter", "1")
+	before := snapshot(t)
+	createPod(t, podSpec(ns, "subdir-worker", nil))
+	waitRunning(t, ns, "subdir-worker", runningWithin)
+	p, st := waitStatus(t, ns, "subdir-worker", 1)
+	if st[0].Name != cluster.PrimaryNetwork || st[0].Interface != "eth0" || !st[0].Default {
+		t.Errorf("status %+v, want eth0 the default entry of %s", st, cluster.PrimaryNetwork)
+	}
+	expectSysctl(t, p, "eth0", "arp_filter", "1")
+	deleteAndExpectNoLeaks(t, ns, before)
+}
+
+// Multus's auxiliary chain: with auxiliaryCNIChainName the .conf plugins in
+// <cniConfDir>/<name>/ run after all of a pod's attachments — in Plexus on
+// eth0, fed eth0's result (Multus runs them behind passthru on net<N>) — as
+// an attachment of their own that network-status does not list.
+func TestMultusAuxiliaryChain(t *testing.T) {
+	const chain = "plexus-aux"
+	ns := namespace(t, "e2e-multus-aux")
+	writeChainConf(t, filepath.Join(env.c.CNIConfDir(), chain), "10-tuning.conf", chain, "net.ipv4.conf.eth0.arp_ignore", "2")
+	setAgentConfig(t, "auxiliaryCNIChainName", chain)
+	before := snapshot(t)
+	createPod(t, podSpec(ns, "aux-worker", nil))
+	waitRunning(t, ns, "aux-worker", runningWithin)
+	p, st := waitStatus(t, ns, "aux-worker", 1)
+	if st[0].Name != cluster.PrimaryNetwork || st[0].Interface != "eth0" || !st[0].Default {
+		t.Errorf("status %+v, want only eth0's default entry of %s (the chain is not listed)", st, cluster.PrimaryNetwork)
+	}
+	expectSysctl(t, p, "eth0", "arp_ignore", "2")
+	deleteAndExpectNoLeaks(t, ns, before)
+}
+
+// writeChainConf writes a tuning plugin .conf setting one sysctl into a
+// chain directory, which goes when the test ends, so later pods get the
+// plain cluster network.
+func writeChainConf(t *testing.T, dir, file, network, sysctl, value string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	conf := fmt.Sprintf(`{
+  "cniVersion": "0.4.0",
+  "name": %q,
+  "type": "tuning",
+  "sysctl": {%q: %q}
+}`, network, sysctl, value)
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectSysctl checks an IPv4 per-interface sysctl in the pod's namespace
+// and that the namespace's default for new interfaces differs: the value
+// is the chain's doing, not inherited.
+func expectSysctl(t *testing.T, p *corev1.Pod, ifname, key, want string) {
+	t.Helper()
+	h := podNetns(t, p)
+	got := map[string]string{}
+	err := inNetns(h, func() error {
+		for _, dev := range []string{ifname, "default"} {
+			data, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv4/conf", dev, key))
+			if err != nil {
+				return err
+			}
+			got[dev] = strings.TrimSpace(string(data))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: read %s: %v", p.Name, key, err)
+	}
+	if got[ifname] != want {
+		t.Fatalf("%s: %s %s is %q, want %q", p.Name, ifname, key, got[ifname], want)
+	}
+	if got["default"] == want {
+		t.Fatalf("%s: the namespace's default %s is %q too: the check proves nothing", p.Name, key, want)
+	}
+	t.Logf("%s: %s %s = %s (namespace default %s)", p.Name, ifname, key, got[ifname], got["default"])
+}
+
+// setAgentConfig sets one key of the agent's configuration (agent.yaml in
+// the ConfigMap deploy/ mounts at /etc/plexus) and restarts the agent,
+// which reads it at start. When the test ends the configuration is put
+// back and the agent restarted again.
+func setAgentConfig(t *testing.T, key string, value any) {
+	t.Helper()
+	cms := env.cs.CoreV1().ConfigMaps("plexus-system")
+	ctx := ctxFor(t, 10*time.Second)
+	cm, err := cms.Get(ctx, "plexus-agent-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := cm.Data["agent.yaml"]
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(orig), &cfg); err != nil || cfg == nil {
+		t.Fatalf("agent.yaml is not a YAML object (%v):\n%s", err, orig)
+	}
+	cfg[key] = value
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(ctx context.Context, text string) {
+		cm, err := cms.Get(ctx, "plexus-agent-config", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["agent.yaml"] = text
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("update the agent's ConfigMap: %v", err)
+		}
+		restartAgent(t)
+		waitAgentConfig(t, text)
+	}
+	t.Cleanup(func() { put(ctxFor(t, 10*time.Second), orig) })
+	put(ctx, string(data))
+}
+
+// waitAgentConfig waits until the agent's pod is the only one, Ready, and
+// has text as the agent.yaml kubelet mounted for it: the DaemonSet may
+// look ready while the deleted pod is still terminating.
+func waitAgentConfig(t *testing.T, text string) {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	var last string
+	for {
+		pods, err := env.cs.CoreV1().Pods("plexus-system").List(ctx,
+			metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=plexus-agent"})
+		switch {
+		case err != nil:
+			last = err.Error()
+		case len(pods.Items) != 1 || pods.Items[0].DeletionTimestamp != nil || !podReady(&pods.Items[0]):
+			last = fmt.Sprintf("%d agent pods, not one Ready", len(pods.Items))
+		default:
+			p := pods.Items[0]
+			data, err := os.ReadFile(filepath.Join(env.c.KubeletRootDir(), "pods", string(p.UID),
+				"volumes", "kubernetes.io~configmap", "config", "agent.yaml"))
+			if err == nil && string(data) == text {
+				return
+			}
+			last = fmt.Sprintf("pod %s has agent.yaml (%v):\n%s", p.Name, err, data)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the agent never ran with\n%s\nlast: %s", text, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // uplink creates a veth pair on the host, both ends up, to serve as a
 // macvlan master (a macvlan has carrier only while its master has), and
 // deletes it when the test ends. The name starts with cluster.LinkPrefix,
@@ -384,41 +554,49 @@ func ping(t *testing.T, from *corev1.Pod, dst string) {
 }
 
 // rawICMP opens a raw ICMP socket inside the namespace: a socket stays in
-// the namespace it was made in. The thread switches namespace and back;
-// if it cannot come back it is never unlocked, so Go retires it.
+// the namespace it was made in.
 func rawICMP(target netns.NsHandle) (net.PacketConn, error) {
-	type result struct {
-		conn net.PacketConn
-		err  error
+	var conn net.PacketConn
+	err := inNetns(target, func() (err error) {
+		conn, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	})
+	if err != nil && conn != nil {
+		conn.Close()
+		return nil, err
 	}
-	done := make(chan result, 1)
+	return conn, err
+}
+
+// inNetns runs fn on a thread switched into the namespace, then back. The
+// thread's namespace is what a socket is made in and what /proc/sys/net
+// shows when opened; if the thread cannot come back it is never unlocked,
+// so Go retires it.
+func inNetns(target netns.NsHandle, fn func() error) error {
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{err: err}
+			done <- err
 			return
 		}
 		defer orig.Close()
 		if err := netns.Set(target); err != nil {
 			runtime.UnlockOSThread()
-			done <- result{err: err}
+			done <- err
 			return
 		}
-		conn, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+		err = fn()
 		if rerr := netns.Set(orig); rerr != nil {
-			if conn != nil {
-				conn.Close()
-			}
-			done <- result{err: errors.Join(err, fmt.Errorf("back to the test's namespace: %w", rerr))}
+			done <- errors.Join(err, fmt.Errorf("back to the test's namespace: %w", rerr))
 			return
 		}
 		runtime.UnlockOSThread()
-		done <- result{conn, err}
+		done <- err
 	}()
-	r := <-done
-	return r.conn, r.err
+	return <-done
 }
 
 // echoRequest is an ICMPv4 echo request (RFC 792) with its checksum.
