@@ -16,29 +16,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
-	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/plexus-cni/plexus/internal/apiservertest"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 	"github.com/plexus-cni/plexus/tools/bench/benchhost"
+	"github.com/plexus-cni/plexus/tools/bench/benchkube"
 )
 
 // Exact names of what the benchmark creates on the host.
@@ -54,7 +49,6 @@ const (
 var (
 	bridges = [3]string{"pxscale0", "pxscale1", "pxscale2"} // eth0, net1, net2
 	subnets = [3]string{"10.190.0.0/16", "10.191.0.0/16", "10.192.0.0/16"}
-	ifnames = [3]string{"eth0", "net1", "net2"}
 )
 
 type options struct {
@@ -101,14 +95,8 @@ func envOptions(t *testing.T) options {
 }
 
 type bench struct {
-	o       options
-	dir     string
-	plugins string
-	api     *apiservertest.Server
-	admin   kubernetes.Interface
-	nads    nadclient.Interface
-	runtime *libcni.CNIConfig
-	list    *libcni.NetworkConfigList
+	*benchkube.Env
+	o options
 }
 
 // result is one agent's figures.
@@ -119,7 +107,7 @@ type result struct {
 	idle        benchhost.ProcStatus
 	idleMin     int64
 	idleMax     int64
-	addCalls    calls
+	addCalls    benchkube.Calls
 	addsChecked int
 }
 
@@ -129,14 +117,20 @@ func TestScale(t *testing.T) {
 	}
 	cnitest.RequireRoot(t)
 	o := envOptions(t)
-	b := &bench{o: o, plugins: cnitest.PluginDir(t)}
+	b := &bench{o: o}
 	ctx := context.Background()
 	fmt.Printf("scale: %d pods (%d on the agent's node), %d NADs; load average at start: %s\n", o.pods, o.nodePods, o.nads, benchhost.LoadAvg())
 	defer func() { fmt.Printf("scale: load average at end: %s\n", benchhost.LoadAvg()) }()
 
-	b.setUpDir(t)
-	b.setUpAPI(t, ctx)
-	b.setUpFiles(t)
+	ns := make([]string, namespaces)
+	for i := range ns {
+		ns[i] = nsName(i)
+	}
+	b.Env = benchkube.Start(t, ctx, benchkube.Config{
+		Name: "pxscale", NodeName: nodeName, ClusterNet: clusterNet, Bridges: bridges, Subnets: subnets, Namespaces: ns,
+		QPS: -1, Burst: 0, // no client-side limit: creation speed is the server's
+		BinDir: o.binDir, Keep: os.Getenv("PLEXUS_BENCH_SCALE_KEEP") == "1",
+	}, func(dir string) string { return delegateConf(dir, clusterNet, 0) })
 	t0 := time.Now()
 	b.createNADs(t, ctx)
 	tNADs := time.Since(t0)
@@ -145,9 +139,9 @@ func TestScale(t *testing.T) {
 	tPods := time.Since(t0)
 	fmt.Printf("scale: created %d NADs in %.1f s (%.0f/s), %d pods in %.1f s (%.0f/s); load average %s\n",
 		o.nads, tNADs.Seconds(), float64(o.nads)/tNADs.Seconds(), o.pods, tPods.Seconds(), float64(o.pods)/tPods.Seconds(), benchhost.LoadAvg())
-	b.setUpNetns(t)
+	b.AddNetns(t, o.adds)
 
-	agents := append([][2]string{{"under test", filepath.Join(b.o.binDir, "plexus-agent")}}, o.agents...)
+	agents := append([][2]string{{"under test", filepath.Join(b.BinDir, "plexus-agent")}}, o.agents...)
 	var results []result
 	for i, a := range agents {
 		results = append(results, b.measure(t, ctx, i, a[0], a[1]))
@@ -158,7 +152,7 @@ func TestScale(t *testing.T) {
 	for _, r := range results {
 		fmt.Fprintf(w, "| %s | %.1f MB | %.2f s | **%s** (%s–%s) MiB | %s + %s MiB | %s MiB | %d |\n",
 			r.name, float64(r.size)/1e6, r.ready.Seconds(), benchhost.MiB(r.idle.RSS), benchhost.MiB(r.idleMin), benchhost.MiB(r.idleMax),
-			benchhost.MiB(r.idle.Anon), benchhost.MiB(r.idle.File), benchhost.MiB(r.idle.HWM), r.addCalls.reads)
+			benchhost.MiB(r.idle.Anon), benchhost.MiB(r.idle.File), benchhost.MiB(r.idle.HWM), r.addCalls.Reads)
 	}
 	for _, r := range results {
 		fmt.Fprintf(w, "\n%s: agent API calls during %d ADDs: %s; %d ADDs verified (eth0/net1/net2 up with addresses, network-status on the API server)\n", r.name, o.adds, r.addCalls, r.addsChecked)
@@ -169,7 +163,7 @@ func TestScale(t *testing.T) {
 		if r.idle.RSS == 0 || r.idle.File == 0 {
 			t.Errorf("%s: RSS not measured (%+v)", r.name, r.idle)
 		}
-		if r.addCalls.reads != 0 || r.addCalls.patches != o.adds || r.addCalls.events != 3*o.adds {
+		if r.addCalls.Reads != 0 || r.addCalls.Patches != o.adds || r.addCalls.Events != 3*o.adds {
 			t.Errorf("%s: agent API calls during %d ADDs: %s; want 1 pod patch and 3 Event creates per ADD and no reads", r.name, o.adds, r.addCalls)
 		}
 	}
@@ -178,70 +172,17 @@ func TestScale(t *testing.T) {
 	}
 }
 
-func (b *bench) setUpDir(t *testing.T) {
-	d, err := os.MkdirTemp("", "pxscale-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.dir = d
-	t.Cleanup(func() {
-		if os.Getenv("PLEXUS_BENCH_SCALE_KEEP") == "1" || t.Failed() {
-			fmt.Println("scale: scratch files kept in", d)
-			return
-		}
-		os.RemoveAll(d)
-	})
-	for _, sub := range []string{"bin", "net.d", "runtime", "ipam"} {
-		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func nsName(i int) string { return fmt.Sprintf("pxscale-%d", i%namespaces) }
-
-func (b *bench) setUpAPI(t *testing.T, ctx context.Context) {
-	b.api = apiservertest.Start(t)
-	adminCfg := b.api.Config(apiservertest.AdminToken)
-	adminCfg.QPS, adminCfg.Burst = -1, 0 // no client-side limit: creation speed is the server's
-	for _, f := range []string{"../../../deploy/crds/network-attachment-definitions.yaml", "../../../deploy/namespace.yaml", "../../../deploy/rbac.yaml"} {
-		if err := apiservertest.ApplyFile(ctx, adminCfg, f, false); err != nil {
-			t.Fatalf("apply %s: %v", f, err)
-		}
-	}
-	var err error
-	if b.admin, err = kubernetes.NewForConfig(adminCfg); err != nil {
-		t.Fatal(err)
-	}
-	if b.nads, err = nadclient.NewForConfig(adminCfg); err != nil {
-		t.Fatal(err)
-	}
-	for i := range namespaces {
-		if _, err := b.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(i)}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := b.nads.K8sCniCncfIoV1().NetworkAttachmentDefinitions(nsName(0)).List(ctx, metav1.ListOptions{}); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("NetworkAttachmentDefinition CRD not served")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // delegateConf is network k's delegate (0: the cluster network): bridge +
 // host-local in its /16.
-func (b *bench) delegateConf(name string, k int) string {
+func delegateConf(dir, name string, k int) string {
 	gw := ""
 	if k == 0 {
 		gw = `"isGateway":true,`
 	}
 	return fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"type":"bridge","bridge":%q,%s"mtu":1500,"ipam":{"type":"host-local","subnet":%q,"dataDir":%q,"routes":[{"dst":"10.200.0.0/16"}]}}`,
-		name, bridges[k], gw, subnets[k], filepath.Join(b.dir, "ipam"))
+		name, bridges[k], gw, subnets[k], filepath.Join(dir, "ipam"))
 }
 
 func nadName(j int) string { return fmt.Sprintf("net-%04d", j) }
@@ -287,14 +228,14 @@ func (b *bench) createNADs(t *testing.T, ctx context.Context) {
 		nad := &nadv1.NetworkAttachmentDefinition{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "k8s.cni.cncf.io/v1", Kind: "NetworkAttachmentDefinition"},
 			ObjectMeta: metav1.ObjectMeta{Name: nadName(j), Namespace: nsName(j), Annotations: ann, Labels: map[string]string{"team": fmt.Sprintf("t%d", j%7)}},
-			Spec:       nadv1.NetworkAttachmentDefinitionSpec{Config: b.delegateConf(nadName(j), nadBridge(j))},
+			Spec:       nadv1.NetworkAttachmentDefinitionSpec{Config: delegateConf(b.Dir, nadName(j), nadBridge(j))},
 		}
 		applied, err := json.Marshal(nad)
 		if err != nil {
 			return err
 		}
 		ann["kubectl.kubernetes.io/last-applied-configuration"] = string(applied)
-		_, err = b.nads.K8sCniCncfIoV1().NetworkAttachmentDefinitions(nsName(j)).Create(ctx, nad, metav1.CreateOptions{})
+		_, err = b.NADs.K8sCniCncfIoV1().NetworkAttachmentDefinitions(nsName(j)).Create(ctx, nad, metav1.CreateOptions{})
 		return err
 	})
 	if err != nil {
@@ -363,58 +304,11 @@ func (b *bench) createPods(t *testing.T, ctx context.Context) {
 				Volumes:    []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"}}}}},
 			},
 		}
-		_, err := b.admin.CoreV1().Pods(nsName(i)).Create(ctx, pod, metav1.CreateOptions{})
+		_, err := b.Admin.CoreV1().Pods(nsName(i)).Create(ctx, pod, metav1.CreateOptions{})
 		return err
 	})
 	if err != nil {
 		t.Fatalf("create pods: %v", err)
-	}
-}
-
-func (b *bench) setUpFiles(t *testing.T) {
-	t.Cleanup(func() {
-		for _, l := range bridges {
-			if err := benchhost.DelLink(l); err != nil {
-				t.Error(err)
-			}
-		}
-	})
-	for _, l := range bridges {
-		if err := benchhost.DelLink(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[%s]}`, clusterNet, b.delegateConf(clusterNet, 0))
-	write(t, filepath.Join(b.dir, "net.d", "10-pxscale.conflist"), conf)
-	if b.o.binDir == "" {
-		b.o.binDir = filepath.Join(b.dir, "build")
-		if out, err := exec.Command("../../build.sh", b.o.binDir).CombinedOutput(); err != nil {
-			t.Fatalf("tools/build.sh: %v\n%s", err, out)
-		}
-	}
-	if err := os.Symlink(filepath.Join(b.o.binDir, "plexus"), filepath.Join(b.dir, "bin", "plexus")); err != nil {
-		t.Fatal(err)
-	}
-	b.runtime = libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(b.dir, "bin")}, filepath.Join(b.dir, "runtime"), nil)
-}
-
-func netnsName(i int) string { return fmt.Sprintf("pxscale-%d-%d", os.Getpid(), i) }
-
-func (b *bench) setUpNetns(t *testing.T) {
-	var made []string
-	t.Cleanup(func() {
-		for _, n := range made {
-			if out, err := exec.Command("ip", "netns", "delete", n).CombinedOutput(); err != nil {
-				t.Errorf("ip netns delete %s: %v: %s", n, err, out)
-			}
-		}
-	})
-	for i := range b.o.adds {
-		n := netnsName(i)
-		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
-			t.Fatalf("ip netns add %s: %v: %s", n, err, out)
-		}
-		made = append(made, n)
 	}
 }
 
@@ -428,76 +322,27 @@ func (b *bench) measure(t *testing.T, ctx context.Context, n int, name, bin stri
 	} else {
 		r.size = fi.Size()
 	}
-	dir := filepath.Join(b.dir, fmt.Sprintf("agent%d", n))
-	socket := filepath.Join(dir, "agent.sock")
-	write(t, filepath.Join(dir, "agent.yaml"), fmt.Sprintf(
-		"socket: %s\nstateDir: %s\ncniConfDir: %s\nbinDirs: [%s]\nclusterNetwork: %s\nkubernetes: {kubeconfig: %s, nodeName: %s}\n",
-		socket, filepath.Join(dir, "state"), filepath.Join(b.dir, "net.d"), b.plugins, clusterNet,
-		b.api.Kubeconfig(t, apiservertest.AgentToken), nodeName))
-	list, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"plexus","plugins":[{"type":"plexus","socketPath":%q}]}`, socket)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.Create(filepath.Join(dir, "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd := exec.Command(bin, "run", "--config", filepath.Join(dir, "agent.yaml"))
-	cmd.Stdout, cmd.Stderr = log, log
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	defer stop()
-	for {
-		if err := b.runtime.GetStatusNetworkList(ctx, list); err == nil {
-			break
-		}
-		select {
-		case werr := <-exited:
-			exited <- werr
-			t.Fatalf("%s: agent exited (%v); see %s", name, werr, log.Name())
-		default:
-		}
-		if time.Since(t0) > 3*time.Minute {
-			t.Fatalf("%s: agent not ready after 3 min", name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.ready = time.Since(t0)
-	pid := cmd.Process.Pid
+	a := b.StartAgent(t, ctx, bin, filepath.Join(b.Dir, fmt.Sprintf("agent%d", n)), "", nil)
+	defer a.Stop()
+	r.ready = a.Ready
+	pid := a.Cmd.Process.Pid
 	time.Sleep(2 * time.Second)
-	var samples []int64
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		samples = append(samples, benchhost.ReadProcStatus(pid).RSS)
-	}
+	idle := benchhost.SampleRSS(pid, 5*time.Second, 100*time.Millisecond)
 	r.idle = benchhost.ReadProcStatus(pid)
-	r.idleMin, r.idleMax = slices.Min(samples), slices.Max(samples)
+	r.idleMin, r.idleMax = idle.Min, idle.Max
 
-	before := len(b.api.AgentRequests(t))
+	before := len(b.API.AgentRequests(t))
 	for i := range b.o.adds {
-		if _, err := b.runtime.AddNetworkList(ctx, list, b.rt(i)); err != nil {
-			t.Fatalf("%s: ADD pod %d: %v (agent log %s)", name, i, err, log.Name())
+		if _, err := b.Runtime.AddNetworkList(ctx, a.List, b.rt(i)); err != nil {
+			t.Fatalf("%s: ADD pod %d: %v (agent log %s)", name, i, err, a.Log)
 		}
 	}
-	r.addCalls = countCalls(t, b.api.AgentRequests(t)[before:])
+	r.addCalls = b.AgentCalls(t, before)
 	for i := range b.o.adds {
-		if err := benchhost.VerifyInterfaces(filepath.Join("/var/run/netns", netnsName(i)), ifnames[:], subnets[:], true); err != nil {
+		if err := b.VerifyInterfaces(i, true); err != nil {
 			t.Fatalf("%s: pod %d: %v", name, i, err)
 		}
-		p, err := b.admin.CoreV1().Pods(nsName(i)).Get(ctx, podName(i), metav1.GetOptions{})
+		p, err := b.Admin.CoreV1().Pods(nsName(i)).Get(ctx, podName(i), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -508,65 +353,21 @@ func (b *bench) measure(t *testing.T, ctx context.Context, n int, name, bin stri
 			t.Fatalf("%s: pod %d: network-status %q (%v)", name, i, p.Annotations["k8s.v1.cni.cncf.io/network-status"], err)
 		}
 		for k := range st {
-			if st[k].Name != want[k] || st[k].Interface != ifnames[k] {
-				t.Fatalf("%s: pod %d: network-status entry %d %+v, want %s on %s", name, i, k, st[k], want[k], ifnames[k])
+			if st[k].Name != want[k] || st[k].Interface != benchkube.Ifnames[k] {
+				t.Fatalf("%s: pod %d: network-status entry %d %+v, want %s on %s", name, i, k, st[k], want[k], benchkube.Ifnames[k])
 			}
 		}
 		r.addsChecked++
 	}
 	for i := range b.o.adds {
-		if err := b.runtime.DelNetworkList(ctx, list, b.rt(i)); err != nil {
+		if err := b.Runtime.DelNetworkList(ctx, a.List, b.rt(i)); err != nil {
 			t.Fatalf("%s: DEL pod %d: %v", name, i, err)
 		}
-		if err := benchhost.VerifyInterfaces(filepath.Join("/var/run/netns", netnsName(i)), ifnames[:], subnets[:], false); err != nil {
+		if err := b.VerifyInterfaces(i, false); err != nil {
 			t.Fatalf("%s: after DEL, pod %d: %v", name, i, err)
 		}
 	}
 	return r
 }
 
-func (b *bench) rt(i int) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{
-		ContainerID: fmt.Sprintf("pxscale%06d", i),
-		NetNS:       filepath.Join("/var/run/netns", netnsName(i)),
-		IfName:      "eth0",
-		Args:        [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", nsName(i)}, {"K8S_POD_NAME", podName(i)}},
-	}
-}
-
-type calls struct{ patches, events, reads, watches, other int }
-
-func (c calls) String() string {
-	return fmt.Sprintf("%d pod patches, %d Event creates, %d get/list, %d watch, %d other", c.patches, c.events, c.reads, c.watches, c.other)
-}
-
-func countCalls(t *testing.T, reqs []apiservertest.AuditEvent) calls {
-	var c calls
-	for _, r := range reqs {
-		switch {
-		case r.Verb == "patch" && r.ObjectRef.Resource == "pods" && r.ObjectRef.Subresource == "":
-			c.patches++
-		case r.Verb == "create" && r.ObjectRef.Resource == "events":
-			c.events++
-		case r.Verb == "get" || r.Verb == "list":
-			c.reads++
-			t.Logf("agent read during ADD: %s %s", r.Verb, r.RequestURI)
-		case r.Verb == "watch":
-			c.watches++
-		default:
-			c.other++
-			t.Logf("other agent request: %s %s", r.Verb, r.RequestURI)
-		}
-	}
-	return c
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func (b *bench) rt(i int) *libcni.RuntimeConf { return b.RuntimeConf(i, nsName(i), podName(i)) }
