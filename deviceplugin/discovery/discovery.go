@@ -237,20 +237,13 @@ func (s *scanner) salvage(info *pci.Info, entries []string) ([]*pci.Device, []Pr
 type scanner struct {
 	root   string
 	busDir string
-	vfIdx  map[string]*vfMap // by PF address
-}
-
-// vfMap maps VF addresses to VF indexes for one PF.
-type vfMap struct {
-	idx       map[string]int
-	fromLinks bool // built from the virtfnN links, so final
+	vfio   map[string]bool // names in /dev/vfio: one listing, not a stat per device
 }
 
 func newScanner(root string) *scanner {
 	return &scanner{
 		root:   root,
 		busDir: filepath.Join(root, "sys/bus/pci/devices"),
-		vfIdx:  map[string]*vfMap{},
 	}
 }
 
@@ -259,49 +252,70 @@ func (s *scanner) linkBase(addr, name string) string {
 	return base
 }
 
-// facts is what one function's own sysfs directory says. VFs skip what
-// they inherit from their PF (NUMA node, link type, which the kernel
-// reports identically for every VF of a PF): with hundreds of VFs per PF
-// those reads would dominate discovery.
+// facts is what sysfs says about one function beyond ghw's inventory.
+// VFs take what they inherit from their PF (NUMA node, PF name, link
+// type, which the kernel reports identically for every VF of a PF): with
+// hundreds of VFs per PF their own copies would dominate discovery.
 type facts struct {
 	physfn   string // PF address, for VFs
+	pfName   string // for VFs: the PF's netdev
 	numa     int
 	numVFs   int
 	totalVFs int
 	ifname   string
 	linkType string
+	uio      string // uioN, for functions without a netdev
+
+	// For PFs with VFs: VF address to N in virtfnN. vfsFromLinks says
+	// the map was read from the links, so a VF missing from it has none.
+	vfs          map[string]int
+	vfsFromLinks bool
 }
 
 // readAll reads facts for every bus entry on GOMAXPROCS-1 goroutines (at
 // least one): sysfs reads are syscalls, independent per device, and ghw's
 // single-threaded scan runs meanwhile on the remaining P; a worker per P
-// made ghw's goroutine wait for a P and lengthened the whole pass. It
-// stops early when ctx ends; the caller checks ctx.
+// made ghw's goroutine wait for a P and lengthened the whole pass. A
+// second pass gives VFs what they inherit from their PF, and reads it from
+// the VF itself only where the PF lacks it: every read that can fall back
+// per device does so here, overlapped with ghw, not after it. It stops
+// early when ctx ends; the caller checks ctx.
 func (s *scanner) readAll(ctx context.Context, addrs []string) map[string]*facts {
-	out := make([]facts, len(addrs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(max(runtime.GOMAXPROCS(0)-1, 1), len(addrs)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(addrs) || ctx.Err() != nil {
-					return
-				}
-				out[i] = s.read(addrs[i])
-			}
-		})
+	s.vfio = map[string]bool{}
+	for _, name := range dirNames(filepath.Join(s.root, "dev/vfio")) {
+		s.vfio[name] = true
 	}
-	wg.Wait()
+	out := make([]facts, len(addrs))
+	each(ctx, len(addrs), func(i int) { out[i] = s.read(addrs[i]) })
 	m := make(map[string]*facts, len(out))
 	for i := range out {
 		m[addrs[i]] = &out[i]
 	}
+	each(ctx, len(addrs), func(i int) { s.inherit(addrs[i], &out[i], m) })
 	return m
 }
 
+// each runs fn(0..n-1) on GOMAXPROCS-1 goroutines (at least one).
+func each(ctx context.Context, n int, fn func(int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(max(runtime.GOMAXPROCS(0)-1, 1), n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // read runs before ghw has said what the device is, so it reads only what
-// is cheap for every device; driver-specific facts are read later.
+// is cheap for every device: a uio/ listing is tried only where there is
+// no netdev, and costs one failed open on a vfio-pci or unbound function.
 //
 // Paths are built by concatenation, not filepath.Join: busDir is already
 // clean and addr is a directory entry, so Join's cleaning pass would only
@@ -315,11 +329,43 @@ func (s *scanner) read(addr string) facts {
 		f.numa = readInt(dir+"/numa_node", -1)
 		f.numVFs = readInt(dir+"/sriov_numvfs", 0)
 		f.totalVFs = readInt(dir+"/sriov_totalvfs", 0)
+		if f.numVFs > 0 {
+			f.vfs = s.vfIndexByArithmetic(addr, f.numVFs)
+			if f.vfs == nil {
+				f.vfs, f.vfsFromLinks = s.vfIndexByLinks(addr), true
+			}
+		}
 	}
-	if f.ifname = FirstEntry(dir + "/net"); f.ifname != "" && f.physfn == "" {
-		f.linkType = linkType(readInt(dir+"/net/"+f.ifname+"/type", -1))
+	if f.ifname = FirstEntry(dir + "/net"); f.ifname != "" {
+		if f.physfn == "" {
+			f.linkType = linkType(readInt(dir+"/net/"+f.ifname+"/type", -1))
+		}
+	} else {
+		f.uio = FirstEntry(dir + "/uio")
 	}
 	return f
+}
+
+// inherit gives a VF its PF's facts; m is only read, so VFs can be
+// handled concurrently.
+func (s *scanner) inherit(addr string, f *facts, m map[string]*facts) {
+	if f.physfn == "" {
+		return
+	}
+	dir := s.busDir + "/" + addr
+	if pf, ok := m[f.physfn]; ok {
+		f.numa, f.pfName = pf.numa, pf.ifname
+		if f.ifname != "" {
+			f.linkType = pf.linkType
+		}
+	} else {
+		// The PF is not on the bus listing; read what we would have
+		// inherited directly.
+		f.numa = readInt(dir+"/numa_node", -1)
+	}
+	if f.ifname != "" && f.linkType == "" {
+		f.linkType = linkType(readInt(dir+"/net/"+f.ifname+"/type", -1))
+	}
 }
 
 // device turns facts into a Device; ok is false for PFs that carry VFs
@@ -338,25 +384,11 @@ func (s *scanner) device(d *pci.Device, f *facts, all map[string]*facts) (Device
 		Ifname:      f.ifname,
 		LinkType:    f.linkType,
 	}
-	dir := filepath.Join(s.busDir, d.Address)
 	if f.physfn != "" {
 		dev.IsVF = true
 		dev.PFAddress = f.physfn
-		pf, ok := all[f.physfn]
-		if !ok {
-			// The PF is not a network controller in ghw's eyes (or is
-			// missing); read what we would have inherited directly.
-			pf = &facts{numa: readInt(filepath.Join(dir, "numa_node"), -1)}
-		}
-		dev.PFName = pf.ifname
-		dev.NUMANode = pf.numa
-		if f.ifname != "" {
-			dev.LinkType = pf.linkType
-			if dev.LinkType == "" {
-				dev.LinkType = linkType(readInt(filepath.Join(dir, "net", f.ifname, "type"), -1))
-			}
-		}
-		idx, ok := s.vfIndex(f.physfn, dev.Address)
+		dev.PFName = f.pfName
+		idx, ok := s.vfIndex(f.physfn, dev.Address, all)
 		if !ok {
 			return Device{}, false, fmt.Errorf("VF of %s has no virtfn link back from its PF", dev.PFAddress)
 		}
@@ -376,9 +408,8 @@ func (s *scanner) device(d *pci.Device, f *facts, all map[string]*facts) (Device
 			return Device{}, false, errors.New("bound to vfio-pci but has no iommu_group")
 		}
 		for _, name := range []string{dev.IOMMUGroup, "noiommu-" + dev.IOMMUGroup} {
-			p := "/dev/vfio/" + name
-			if _, err := os.Stat(filepath.Join(s.root, p)); err == nil {
-				dev.VFIODevice = p
+			if s.vfio[name] {
+				dev.VFIODevice = "/dev/vfio/" + name
 				break
 			}
 		}
@@ -387,11 +418,10 @@ func (s *scanner) device(d *pci.Device, f *facts, all map[string]*facts) (Device
 		}
 	case "igb_uio", "uio_pci_generic":
 		dev.Kind = KindUIO
-		uio := FirstEntry(filepath.Join(dir, "uio"))
-		if uio == "" {
+		if f.uio == "" {
 			return Device{}, false, fmt.Errorf("bound to %s but has no uio device", d.Driver)
 		}
-		dev.UIODevice = "/dev/" + uio
+		dev.UIODevice = "/dev/" + f.uio
 		dev.Ifname, dev.LinkType = "", ""
 	case "":
 		return dev, false, nil // unbound: nothing a container could open
@@ -404,35 +434,38 @@ func (s *scanner) device(d *pci.Device, f *facts, all map[string]*facts) (Device
 	return dev, true, nil
 }
 
-// vfIndex maps a VF to N in its PF's virtfnN link. The PCIe SR-IOV
-// capability places VF N at routing ID PF + offset + N*stride, which the
-// kernel exposes as sriov_offset and sriov_stride; that costs two reads
-// per PF instead of one readlink per VF. The virtfnN links remain the
-// authority and are read when the arithmetic does not land on a link.
-func (s *scanner) vfIndex(pf, vf string) (int, bool) {
-	m, ok := s.vfIdx[pf]
+// vfIndex maps a VF to N in its PF's virtfnN link, from the map read with
+// the PF. When the arithmetic did not place this VF, the links are read
+// after all (once per PF).
+func (s *scanner) vfIndex(pfAddr, vf string, all map[string]*facts) (int, bool) {
+	pf, ok := all[pfAddr]
 	if !ok {
-		m = &vfMap{idx: s.vfIndexByArithmetic(pf)}
-		s.vfIdx[pf] = m
+		pf = &facts{}
+		all[pfAddr] = pf
 	}
-	if i, ok := m.idx[vf]; ok || m.fromLinks {
+	if i, ok := pf.vfs[vf]; ok || pf.vfsFromLinks {
 		return i, ok
 	}
-	m.idx, m.fromLinks = s.vfIndexByLinks(pf), true
-	i, ok := m.idx[vf]
+	pf.vfs, pf.vfsFromLinks = s.vfIndexByLinks(pfAddr), true
+	i, ok := pf.vfs[vf]
 	return i, ok
 }
 
-func (s *scanner) vfIndexByArithmetic(pf string) map[string]int {
-	m := map[string]int{}
-	dir := filepath.Join(s.busDir, pf)
-	offset := readInt(filepath.Join(dir, "sriov_offset"), -1)
-	stride := readInt(filepath.Join(dir, "sriov_stride"), -1)
-	n := readInt(filepath.Join(dir, "sriov_numvfs"), 0)
+// vfIndexByArithmetic maps the PF's n VFs to their indexes without a
+// readlink per VF: the PCIe SR-IOV capability places VF N at routing ID
+// PF + offset + N*stride, which the kernel exposes as sriov_offset and
+// sriov_stride (since 4.15). nil when those are missing or the result
+// does not match the kernel's own virtfn0 link; the virtfnN links are
+// the authority.
+func (s *scanner) vfIndexByArithmetic(pf string, n int) map[string]int {
+	dir := s.busDir + "/" + pf
+	offset := readInt(dir+"/sriov_offset", -1)
+	stride := readInt(dir+"/sriov_stride", -1)
 	domain, rid, ok := routingID(pf)
 	if offset < 0 || stride < 1 || !ok {
-		return m
+		return nil
 	}
+	m := make(map[string]int, n)
 	for i := range n {
 		r := rid + offset + i*stride
 		if r > 0xffff {
@@ -440,22 +473,22 @@ func (s *scanner) vfIndexByArithmetic(pf string) map[string]int {
 		}
 		m[formatAddress(domain, r)] = i
 	}
-	// One readlink checks the arithmetic against the kernel's own link.
-	if dest, err := os.Readlink(filepath.Join(dir, "virtfn0")); err != nil || m[filepath.Base(dest)] != 0 {
-		return map[string]int{}
+	if vf0, ok := linkBase(dir + "/virtfn0"); !ok {
+		return nil
+	} else if i, ok := m[vf0]; !ok || i != 0 {
+		return nil
 	}
 	return m
 }
 
+// vfIndexByLinks reads every virtfnN link of the PF. The directory is
+// listed without stat or sort; its entries are ~100 attributes plus one
+// link per VF.
 func (s *scanner) vfIndexByLinks(pf string) map[string]int {
+	dir := s.busDir + "/" + pf
 	m := map[string]int{}
-	dir := filepath.Join(s.busDir, pf)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return m
-	}
-	for _, e := range entries {
-		n, found := strings.CutPrefix(e.Name(), "virtfn")
+	for _, name := range dirNames(dir) {
+		n, found := strings.CutPrefix(name, "virtfn")
 		if !found {
 			continue
 		}
@@ -463,8 +496,8 @@ func (s *scanner) vfIndexByLinks(pf string) map[string]int {
 		if err != nil {
 			continue
 		}
-		if dest, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
-			m[filepath.Base(dest)] = i
+		if vf, ok := linkBase(dir + "/" + name); ok {
+			m[vf] = i
 		}
 	}
 	return m

@@ -110,3 +110,14 @@ func linkBase(path string) (string, bool) {
 	}
 	return filepath.Base(string(buf[:n])), true
 }
+
+// dirNames lists dir unsorted and without stat; nil when it cannot be read.
+func dirNames(dir string) []string {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	return names
+}

@@ -34,9 +34,30 @@ C 06  Bridge
 
 // Tree is a fake root filesystem. All paths it writes are below Root.
 type Tree struct {
-	tb   testing.TB
-	Root string
+	tb    testing.TB
+	Root  string
+	shape shape
 }
+
+// shape is what Options change: layouts real hosts have besides the one
+// New builds by default (a recent kernel).
+type shape struct {
+	noSRIOVLayout bool
+	noLinkType    bool
+}
+
+// Option changes the shape of a tree for everything added to it.
+type Option func(*shape)
+
+// WithoutSRIOVLayout leaves out sriov_offset and sriov_stride, which the
+// kernel has only exposed since 4.15 (sysfs-bus-pci); older kernels, such
+// as RHEL 7's, list a PF's VFs only through its virtfnN links.
+func WithoutSRIOVLayout() Option { return func(s *shape) { s.noSRIOVLayout = true } }
+
+// WithoutLinkType leaves out net/<if>/type. Kernels always expose it
+// (sysfs-class-net), so this stands in for what discovery sees when a
+// PF's link type is not there to inherit and each VF has to be asked.
+func WithoutLinkType() Option { return func(s *shape) { s.noLinkType = true } }
 
 // Func describes one PCI function (a PF or a VF).
 type Func struct {
@@ -56,11 +77,14 @@ type Func struct {
 
 // New creates a tree in root (usually t.TempDir()) with the pci.ids
 // database and the empty directories every real sysfs has.
-func New(tb testing.TB, root string) *Tree {
+func New(tb testing.TB, root string, opts ...Option) *Tree {
 	tb.Helper()
 	t := &Tree{tb: tb, Root: root}
+	for _, o := range opts {
+		o(&t.shape)
+	}
 	t.write("usr/share/hwdata/pci.ids", PCIIDs)
-	for _, d := range []string{"sys/bus/pci/devices", "sys/class/net", "sys/kernel/iommu_groups", "sys/devices/pci0000:00", "dev"} {
+	for _, d := range []string{"sys/bus/pci/devices", "sys/class/net", "sys/kernel/iommu_groups", "sys/class/uio", "sys/devices/pci0000:00", "dev"} {
 		t.mkdir(d)
 	}
 	return t
@@ -74,7 +98,7 @@ func (t *Tree) AddPF(pf Func, totalVFs int, vfs []Func) {
 	dir := t.devDir(pf.Address)
 	t.write(filepath.Join(dir, "sriov_totalvfs"), strconv.Itoa(totalVFs)+"\n")
 	t.write(filepath.Join(dir, "sriov_numvfs"), strconv.Itoa(len(vfs))+"\n")
-	if offset, stride, ok := sriovLayout(pf.Address, vfs); ok {
+	if offset, stride, ok := sriovLayout(pf.Address, vfs); ok && !t.shape.noSRIOVLayout {
 		t.write(filepath.Join(dir, "sriov_offset"), strconv.Itoa(offset)+"\n")
 		t.write(filepath.Join(dir, "sriov_stride"), strconv.Itoa(stride)+"\n")
 	}
@@ -146,6 +170,7 @@ func (t *Tree) AddFunc(f Func) {
 	if f.IOMMUGroup >= 0 {
 		g := strconv.Itoa(f.IOMMUGroup)
 		t.mkdir(filepath.Join("sys/kernel/iommu_groups", g, "devices"))
+		t.symlink(filepath.Join("sys/kernel/iommu_groups", g, "devices", f.Address), "../../../../devices/pci0000:00/"+f.Address)
 		t.symlink(filepath.Join(dir, "iommu_group"), "../../../kernel/iommu_groups/"+g)
 	}
 	if f.Driver != "" {
@@ -160,9 +185,7 @@ func (t *Tree) AddFunc(f Func) {
 		}
 		t.write(filepath.Join("dev/vfio", name), "")
 	case f.UIO >= 0 && (f.Driver == "igb_uio" || f.Driver == "uio_pci_generic"):
-		n := "uio" + strconv.Itoa(f.UIO)
-		t.mkdir(filepath.Join(dir, "uio", n))
-		t.write(filepath.Join("dev", n), "")
+		t.addUIO(f, dir)
 	case f.Ifname != "":
 		nd := filepath.Join(dir, "net", f.Ifname)
 		t.mkdir(nd)
@@ -175,9 +198,30 @@ func (t *Tree) AddFunc(f Func) {
 			lt = 1
 		}
 		t.write(filepath.Join(nd, "operstate"), state+"\n")
-		t.write(filepath.Join(nd, "type"), strconv.Itoa(lt)+"\n")
+		if !t.shape.noLinkType {
+			t.write(filepath.Join(nd, "type"), strconv.Itoa(lt)+"\n")
+		}
 		t.symlink(filepath.Join("sys/class/net", f.Ifname), "../../devices/pci0000:00/"+f.Address+"/net/"+f.Ifname)
 	}
+}
+
+// addUIO lays out a UIO device as drivers/uio/uio.c registers it: a
+// uio/uioN directory under the PCI function with its attributes and
+// mappings, the class link, and the /dev/uioN node.
+func (t *Tree) addUIO(f Func, dir string) {
+	t.tb.Helper()
+	n := "uio" + strconv.Itoa(f.UIO)
+	ud := filepath.Join(dir, "uio", n)
+	t.write(filepath.Join(ud, "name"), f.Driver+"\n")
+	t.write(filepath.Join(ud, "version"), "0.1\n")
+	t.write(filepath.Join(ud, "dev"), "243:"+strconv.Itoa(f.UIO)+"\n")
+	t.write(filepath.Join(ud, "event"), "0\n")
+	t.write(filepath.Join(ud, "maps/map0/addr"), "0xfb000000\n")
+	t.write(filepath.Join(ud, "maps/map0/size"), "0x10000\n")
+	t.symlink(filepath.Join(ud, "device"), "../../../"+f.Address)
+	t.symlink(filepath.Join(ud, "subsystem"), "../../../../../class/uio")
+	t.symlink(filepath.Join("sys/class/uio", n), "../../devices/pci0000:00/"+f.Address+"/uio/"+n)
+	t.write(filepath.Join("dev", n), "")
 }
 
 // Bind points the device's driver link at driver (creating the driver dir).
