@@ -238,6 +238,13 @@ type scanner struct {
 	root   string
 	busDir string
 	vfio   map[string]bool // names in /dev/vfio: one listing, not a stat per device
+
+	// netdev and uio name, by PCI address, from sys/class/net and
+	// sys/class/uio: a readlink per netdev or uio device instead of
+	// listing every function's net/ and uio/ directories (three syscalls
+	// each, and a failed open for every function without one).
+	netdevs map[string]string
+	uios    map[string]string
 }
 
 func newScanner(root string) *scanner {
@@ -285,6 +292,8 @@ func (s *scanner) readAll(ctx context.Context, addrs []string) map[string]*facts
 	for _, name := range dirNames(filepath.Join(s.root, "dev/vfio")) {
 		s.vfio[name] = true
 	}
+	s.netdevs = classDevices(ctx, filepath.Join(s.root, "sys/class/net"), "net")
+	s.uios = classDevices(ctx, filepath.Join(s.root, "sys/class/uio"), "uio")
 	out := make([]facts, len(addrs))
 	each(ctx, len(addrs), func(i int) { out[i] = s.read(addrs[i]) })
 	m := make(map[string]*facts, len(out))
@@ -313,9 +322,39 @@ func each(ctx context.Context, n int, fn func(int)) {
 	wg.Wait()
 }
 
+// classDevices maps PCI addresses to the names in a class directory whose
+// links point below them: sys/class/net/ens1f0 ->
+// ../../devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0/net/ens1f0. Class
+// directories are filtered by network namespace like the devices' own
+// net/ directories, so both list the same netdevs. Virtual netdevs
+// (devices/virtual/net/...) map to names that are no PCI address and
+// are never looked up. Where a function has several, one is kept.
+func classDevices(ctx context.Context, dir, class string) map[string]string {
+	names := dirNames(dir)
+	addrs := make([]string, len(names))
+	each(ctx, len(names), func(i int) {
+		dest, ok := readLink(dir + "/" + names[i])
+		if !ok {
+			return
+		}
+		// .../<addr>/<class>/<name>
+		parent, _ := filepath.Split(dest)
+		parent, cl := filepath.Split(strings.TrimSuffix(parent, "/"))
+		if cl == class {
+			addrs[i] = filepath.Base(parent)
+		}
+	})
+	m := make(map[string]string, len(names))
+	for i, a := range addrs {
+		if a != "" && m[a] == "" {
+			m[a] = names[i]
+		}
+	}
+	return m
+}
+
 // read runs before ghw has said what the device is, so it reads only what
-// is cheap for every device: a uio/ listing is tried only where there is
-// no netdev, and costs one failed open on a vfio-pci or unbound function.
+// is cheap for every device.
 //
 // Paths are built by concatenation, not filepath.Join: busDir is already
 // clean and addr is a directory entry, so Join's cleaning pass would only
@@ -336,12 +375,12 @@ func (s *scanner) read(addr string) facts {
 			}
 		}
 	}
-	if f.ifname = FirstEntry(dir + "/net"); f.ifname != "" {
+	if f.ifname = s.netdevs[addr]; f.ifname != "" {
 		if f.physfn == "" {
 			f.linkType = linkType(readInt(dir+"/net/"+f.ifname+"/type", -1))
 		}
 	} else {
-		f.uio = FirstEntry(dir + "/uio")
+		f.uio = s.uios[addr]
 	}
 	return f
 }

@@ -86,9 +86,19 @@ func readInt(path string, def int) int {
 }
 
 // linkBase returns the last element of the symlink at path; ok is false
-// when path is not a readable symlink. A stack buffer covers sysfs links
-// (a few dozen bytes); anything longer goes through os.Readlink.
+// when path is not a readable symlink.
 func linkBase(path string) (string, bool) {
+	dest, ok := readLink(path)
+	if !ok {
+		return "", false
+	}
+	return filepath.Base(dest), true
+}
+
+// readLink returns the target of the symlink at path. A stack buffer
+// covers sysfs links (a few dozen bytes); anything longer goes through
+// os.Readlink.
+func readLink(path string) (string, bool) {
 	var buf [256]byte
 	var n int
 	var err error
@@ -106,9 +116,9 @@ func linkBase(path string) (string, bool) {
 		if err != nil {
 			return "", false
 		}
-		return filepath.Base(dest), true
+		return dest, true
 	}
-	return filepath.Base(string(buf[:n])), true
+	return string(buf[:n]), true
 }
 
 // dirNames lists dir unsorted and without stat; nil when it cannot be read.

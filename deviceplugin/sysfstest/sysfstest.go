@@ -87,6 +87,9 @@ func New(tb testing.TB, root string, opts ...Option) *Tree {
 	for _, d := range []string{"sys/bus/pci/devices", "sys/class/net", "sys/kernel/iommu_groups", "sys/class/uio", "sys/devices/pci0000:00", "dev"} {
 		t.mkdir(d)
 	}
+	// Every host has lo, a netdev with no PCI device behind it.
+	t.mkdir("sys/devices/virtual/net/lo")
+	t.symlink("sys/class/net/lo", "../../devices/virtual/net/lo")
 	return t
 }
 
