@@ -80,65 +80,54 @@ func wantError(t *testing.T, r run, e cniError) {
 	}
 }
 
-const allVersions = `["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]`
+const versionReply = `{"cniVersion":"1.1.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}`
 
+// VERSION is answered without the agent and without reading the config,
+// as the reference plugins' skel answers it.
 func TestVersion(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct{ name, stdin, want string }{
-		{"no config", "", `{"cniVersion":"1.1.0","supportedVersions":` + allVersions + `}`},
-		{"config version", `{"cniVersion":"0.4.0","type":"plexus"}`, `{"cniVersion":"0.4.0","supportedVersions":` + allVersions + `}`},
-		{"unreadable config is ignored", `{"cniVersion":`, `{"cniVersion":"1.1.0","supportedVersions":` + allVersions + `}`},
-	} {
-		r := shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(c.stdin))
-		if r.exit != 0 || string(r.stdout) != c.want {
-			t.Errorf("%s: exit %d, stdout %s; want 0 and %s", c.name, r.exit, r.stdout, c.want)
+	for _, stdin := range []string{"", `{"cniVersion":"0.4.0","type":"plexus"}`, `{"cniVersion":`, `{"cniVersion":"7.0.0"}`} {
+		r := shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(stdin))
+		if r.exit != 0 || string(r.stdout) != versionReply {
+			t.Errorf("stdin %q: exit %d, stdout %s; want 0 and %s", stdin, r.exit, r.stdout, versionReply)
 		}
 	}
-	r := shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(`{"cniVersion":"1.0.0\u0000"}`))
-	wantError(t, r, cniError{CNIVersion: "1.0.0\x00", Code: 1,
-		Msg: `incompatible CNI versions: config is "1.0.0\u0000", plugin supports [0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]`})
-	r = shim(t, map[string]string{"CNI_COMMAND": "VERSION"}, []byte(`{"cniVersion":"7.0.0"}`))
-	wantError(t, r, cniError{CNIVersion: "7.0.0", Code: 1,
-		Msg: `incompatible CNI versions: config is "7.0.0", plugin supports [0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]`})
 }
 
-// Errors the shim answers without the agent.
-func TestLocalErrors(t *testing.T) {
+// A config too large for one message is refused without the agent.
+func TestConfigTooLarge(t *testing.T) {
 	t.Parallel()
-	add := map[string]string{"CNI_COMMAND": "ADD"}
-	wantError(t, shim(t, map[string]string{"CNI_COMMAND": "FROB"}, []byte(`{"cniVersion":"1.0.0"}`)),
-		cniError{CNIVersion: "1.0.0", Code: 4, Msg: `unknown CNI_COMMAND "FROB"`})
-	wantError(t, shim(t, map[string]string{}, []byte(`{"cniVersion":"1.0.0"}`)),
-		cniError{CNIVersion: "1.0.0", Code: 4, Msg: `unknown CNI_COMMAND ""`})
-	for _, in := range []string{``, `{`, `[]`, `null`, `{"a":1,}`, `{"cniVersion":1}`, `{"socketPath":true}`,
-		`{"timeoutSeconds":"5"}`, `{"connectTimeoutSeconds":1e999}`, `{} {}`, "{\"a\":\"\x01\"}"} {
-		wantError(t, shim(t, add, []byte(in)), cniError{Code: 6, Msg: "decode network configuration from stdin", Details: "…"})
-	}
 	big := append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 8<<20)...)
 	big = append(big, `"}`...)
-	wantError(t, shim(t, add, big), cniError{Code: 6, Msg: "network configuration too large", Details: "over 8388608 bytes"})
+	wantError(t, shim(t, map[string]string{"CNI_COMMAND": "ADD"}, big),
+		cniError{Code: 6, Msg: "network configuration too large", Details: "the request exceeds the 8388608 byte message limit"})
 }
 
 // With no agent, every verb fails (DEL too, so the runtime retries it);
-// STATUS says "plugin not available", the others "try again later".
+// STATUS says "plugin not available", the others "try again later". The
+// details name the socket path, escaped, in ASCII.
 func TestAgentDown(t *testing.T) {
 	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "absent.sock")
 	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","socketPath":%q,"connectTimeoutSeconds":0.3}`, sock)
-	for verb, code := range map[string]uint32{"ADD": 11, "DEL": 11, "CHECK": 11, "GC": 11, "STATUS": 50} {
+	for verb, code := range map[string]uint32{"ADD": 11, "DEL": 11, "CHECK": 11, "GC": 11, "STATUS": 50, "FROB": 11} {
 		r := shim(t, map[string]string{"CNI_COMMAND": verb}, []byte(conf))
-		wantError(t, r, cniError{CNIVersion: "1.1.0", Code: code, Msg: "plexus agent not available",
-			Details: "connect to agent socket " + sock + " (waited 0.3s): No such file or directory"})
+		wantError(t, r, cniError{Code: code, Msg: "plexus agent not available",
+			Details: "agent socket " + sock + ": connect (waited 0.3s): No such file or directory"})
 		if r.elapsed < 300*time.Millisecond {
 			t.Errorf("%s gave up after %v, before its 0.3 s connect timeout", verb, r.elapsed)
 		}
 	}
-	long := `{"cniVersion":"1.1.0","socketPath":"/` + strings.Repeat("d", 120) + `"}`
-	wantError(t, shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(long)),
-		cniError{CNIVersion: "1.1.0", Code: 11, Msg: "plexus agent not available", Details: "invalid socket path …"})
-	nul := `{"cniVersion":"1.1.0","socketPath":"/run/a\u0000b"}`
-	wantError(t, shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(nul)),
-		cniError{CNIVersion: "1.1.0", Code: 11, Msg: "plexus agent not available", Details: "invalid socket path: contains a NUL byte"})
+	for _, c := range []struct{ path, details string }{
+		{"/" + strings.Repeat("d", 120), "agent socket /" + strings.Repeat("d", 120) + ": too long"},
+		{`/run/a\u0000b`, `agent socket /run/a\u0000b: contains a NUL byte`},
+		{`/no/\"q\" \\ \u00e9 \t`, `agent socket /no/\u0022q\u0022 \u005c \u00c3\u00a9 \u0009: connect (waited 0.01s): No such file or directory`},
+	} {
+		r := shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(`{"socketPath":"`+c.path+`","connectTimeoutSeconds":0.01}`))
+		if r.exit != 1 || !bytes.Equal(r.stdout, []byte(`{"code":11,"msg":"plexus agent not available","details":"`+c.details+`"}`)) {
+			t.Errorf("socketPath %s: exit %d, stdout %s; want details %s", c.path, r.exit, r.stdout, c.details)
+		}
+	}
 }
 
 // agent is a fake plexus agent on a unix socket: it records what each
@@ -214,25 +203,33 @@ func send(c net.Conn, msgs ...proto.Message) {
 	}
 }
 
-func accept(result []byte) func(net.Conn, *plexusv1.Hello, *plexusv1.CNIRequest) {
+// answer accepts the call and answers with what to print and the exit code.
+func answer(stdout []byte, exit uint32) func(net.Conn, *plexusv1.Hello, *plexusv1.CNIRequest) {
 	return func(c net.Conn, _ *plexusv1.Hello, _ *plexusv1.CNIRequest) {
-		send(c, &plexusv1.HelloReply{ApiVersion: plexusv1.APIVersion_API_VERSION_1, AgentVersion: "test"},
-			&plexusv1.CNIResponse{Result: result})
+		send(c, &plexusv1.HelloReply{ApiVersion: plexusv1.APIVersion_API_VERSION_1, AgentVersion: "test", RawOutput: true},
+			&plexusv1.CNIResponse{Stdout: stdout, ExitCode: exit})
 	}
 }
 
+func accept(result []byte) func(net.Conn, *plexusv1.Hello, *plexusv1.CNIRequest) {
+	return answer(result, 0)
+}
+
 // Every CNI variable and the config, byte for byte, reach the agent in the
-// messages plexus.proto defines; the agent's result is printed unchanged.
+// messages plexus.proto defines; what the agent says to print comes out
+// unchanged.
 func TestRequestAndResult(t *testing.T) {
 	t.Parallel()
 	result := []byte(`{"cniVersion":"1.1.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.0.0.2/24"}]}`)
 	a := newAgent(t, accept(result))
-	// Escapes in the socket path are decoded (\u002f is '/').
+	// Escapes in the socket path are decoded (\u002f is '/'); the rest of
+	// the config is not the shim's business, invalid JSON included.
 	escaped := strings.ReplaceAll(a.path, "/", `\u002f`)
 	config := []byte("{\"cniVersion\":\"1.0.0\",\n \"name\":\"plexus\",\"type\":\"plexus\",\"socketPath\":\"" + escaped +
-		"\",\"timeoutSeconds\":30,\"x\":[1,2,{\"y\":null}],\"ünï\":\"ç\"}")
+		"\",\"timeoutSeconds\":30,\"x\":[1,2,{\"y\":null}],\"ünï\":\"ç\", not json \x00\xff")
 	for verb, want := range map[string]plexusv1.Verb{"ADD": plexusv1.Verb_VERB_ADD, "DEL": plexusv1.Verb_VERB_DEL,
-		"CHECK": plexusv1.Verb_VERB_CHECK, "STATUS": plexusv1.Verb_VERB_STATUS, "GC": plexusv1.Verb_VERB_GC} {
+		"CHECK": plexusv1.Verb_VERB_CHECK, "STATUS": plexusv1.Verb_VERB_STATUS, "GC": plexusv1.Verb_VERB_GC,
+		"FROB": plexusv1.Verb_VERB_UNSPECIFIED} {
 		env := map[string]string{"CNI_COMMAND": verb, "CNI_CONTAINERID": "c0ffee", "CNI_NETNS": "/var/run/netns/cni-1",
 			"CNI_IFNAME": "eth0", "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p", "CNI_PATH": "/opt/cni/bin:/usr/lib/cni"}
 		r := shim(t, env, config)
@@ -240,11 +237,11 @@ func TestRequestAndResult(t *testing.T) {
 			t.Fatalf("%s: exit %d, stdout %s; want 0 and the agent's result", verb, r.exit, r.stdout)
 		}
 		got := a.next(t)
-		if got.hello.ApiVersion != plexusv1.APIVersion_API_VERSION_1 || got.hello.ShimVersion == "" {
+		if got.hello.ApiVersion != plexusv1.APIVersion_API_VERSION_1 || got.hello.ShimVersion == "" || !got.hello.RawOutput {
 			t.Errorf("%s: Hello %v", verb, got.hello)
 		}
 		wantReq := &plexusv1.CNIRequest{Verb: want, ContainerId: "c0ffee", Netns: "/var/run/netns/cni-1", Ifname: "eth0",
-			Args: "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p", Path: "/opt/cni/bin:/usr/lib/cni", Config: config}
+			Args: "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p", Path: "/opt/cni/bin:/usr/lib/cni", Config: config, Command: verb}
 		if !proto.Equal(got.req, wantReq) {
 			t.Errorf("%s: request\n%v\nwant\n%v", verb, got.req, wantReq)
 		}
@@ -260,60 +257,50 @@ func TestRequestAndResult(t *testing.T) {
 	}
 }
 
-// The agent's errors are printed as CNI errors with the config's
-// cniVersion, escaped exactly as encoding/json escapes them.
-func TestAgentErrors(t *testing.T) {
+// The shim prints the agent's bytes as they are, NUL bytes and invalid
+// UTF-8 included (making them is the agent's job: agent/server), and exits
+// with the agent's exit code; a code beyond what exit can carry is 1.
+func TestAgentOutputAndExitCode(t *testing.T) {
 	t.Parallel()
-	msg := "bad \"thing\" <in> & \\ \n\t\x01 \u2028 ünï \xff\xfe end"
-	details := "pod ns/p, network side, field spec.config: \xc3"
-	refuse := newAgent(t, func(c net.Conn, _ *plexusv1.Hello, _ *plexusv1.CNIRequest) {
-		send(c, &plexusv1.HelloReply{Error: &plexusv1.Error{Code: 7, Msg: "shim too old", Details: "agent speaks v9"}})
-	})
-	fail := newAgent(t, func(c net.Conn, _ *plexusv1.Hello, _ *plexusv1.CNIRequest) {
-		// Hand-encoded: the generated code refuses to send invalid UTF-8,
-		// but the shim must not pass it on to the runtime either way.
-		var e, resp []byte
-		e = protowire.AppendTag(e, 1, protowire.VarintType)
-		e = protowire.AppendVarint(e, 999)
-		e = protowire.AppendTag(e, 2, protowire.BytesType)
-		e = protowire.AppendString(e, msg)
-		e = protowire.AppendTag(e, 3, protowire.BytesType)
-		e = protowire.AppendString(e, details)
-		resp = protowire.AppendTag(resp, 2, protowire.BytesType)
-		resp = protowire.AppendBytes(resp, e)
-		send(c, &plexusv1.HelloReply{ApiVersion: 1})
-		c.Write(protowire.AppendBytes(nil, resp))
-	})
-	env := map[string]string{"CNI_COMMAND": "ADD"}
-	wantError(t, shim(t, env, []byte(fmt.Sprintf(`{"cniVersion":"0.4.0","socketPath":%q}`, refuse.path))),
-		cniError{CNIVersion: "0.4.0", Code: 7, Msg: "shim too old", Details: "agent speaks v9"})
-	wantError(t, shim(t, env, []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","socketPath":%q}`, fail.path))),
-		cniError{CNIVersion: "1.1.0", Code: 999, Msg: msg, Details: details})
+	out := []byte("{\"code\":7,\"msg\":\"a\x00b \xff\"}")
+	for _, c := range []struct {
+		code uint32
+		exit int
+	}{{0, 0}, {1, 1}, {2, 2}, {255, 255}, {256, 1}, {1 << 31, 1}} {
+		a := newAgent(t, answer(out, c.code))
+		r := shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(fmt.Sprintf(`{"socketPath":%q}`, a.path)))
+		if r.exit != c.exit || !bytes.Equal(r.stdout, out) {
+			t.Errorf("exit_code %d: exit %d, stdout %q; want %d and %q", c.code, r.exit, r.stdout, c.exit, out)
+		}
+	}
 }
 
-// What a broken, slow or foreign agent sends never passes for an answer:
-// each case is CNI error 11 with details naming the failure.
+// What a broken, slow, foreign or older agent sends never passes for an
+// answer: each case is CNI error 11 with details naming the failure.
 func TestAgentMisbehaves(t *testing.T) {
 	t.Parallel()
-	hello := []byte{0x02, 0x08, 0x01} // a framed HelloReply{api_version: 1}
+	hello := []byte{0x04, 0x08, 0x01, 0x20, 0x01} // a framed HelloReply{api_version: 1, raw_output: true}
+	older, _ := proto.Marshal(&plexusv1.HelloReply{ApiVersion: 1, AgentVersion: "old"})
+	refusal, _ := proto.Marshal(&plexusv1.HelloReply{Error: &plexusv1.Error{Code: 1, Msg: "shim too new"}})
 	cases := []struct {
 		name    string
 		reply   []byte
 		details string
 	}{
 		{"closes at once", nil, "read handshake: unexpected EOF"},
-		{"closes mid-frame", append(append([]byte{}, hello...), 0x10, 0x0a, 0x03), "read response: unexpected EOF"},
+		{"closes mid-frame", append(append([]byte{}, hello...), 0x10, 0x1a, 0x03), "read response: unexpected EOF"},
 		{"frame over the limit", append(append([]byte{}, hello...), 0x81, 0x80, 0x80, 0x05), "read response: frame of 10485761 bytes exceeds the 8388608 byte limit"},
 		{"length varint overflows", bytes.Repeat([]byte{0xff}, 11), "read handshake: frame length varint overflows"},
-		{"truncated field", append(append([]byte{}, hello...), 0x02, 0x0a, 0x05), "decode CNIResponse: malformed message"},
+		{"truncated field", append(append([]byte{}, hello...), 0x02, 0x1a, 0x05), "decode CNIResponse: malformed message"},
 		{"field number 0", []byte{0x02, 0x00, 0x01}, "decode HelloReply: malformed message"},
-		{"unterminated group", append(append([]byte{}, hello...), 0x03, 0x1b, 0x08, 0x01), "decode CNIResponse: malformed message"},
-		{"mismatched group end", append(append([]byte{}, hello...), 0x02, 0x1b, 0x24), "decode CNIResponse: malformed message"},
+		{"a group", append(append([]byte{}, hello...), 0x02, 0x2b, 0x2c), "decode CNIResponse: malformed message"},
+		{"an older agent", protowire.AppendBytes(nil, older), "the agent did not accept this shim's protocol (agent and shim versions differ)"},
+		{"a refusal", protowire.AppendBytes(nil, refusal), "the agent did not accept this shim's protocol (agent and shim versions differ)"},
 	}
 	for _, c := range cases {
 		a := newAgent(t, func(conn net.Conn, _ *plexusv1.Hello, _ *plexusv1.CNIRequest) { conn.Write(c.reply) })
 		r := shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(fmt.Sprintf(`{"socketPath":%q}`, a.path)))
-		wantError(t, r, cniError{Code: 11, Msg: "plexus agent not available", Details: c.details})
+		wantError(t, r, cniError{Code: 11, Msg: "plexus agent not available", Details: "agent socket " + a.path + ": " + c.details})
 		if t.Failed() {
 			t.Fatalf("case %q", c.name)
 		}
@@ -324,25 +311,26 @@ func TestAgentMisbehaves(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 	a := newAgent(t, func(net.Conn, *plexusv1.Hello, *plexusv1.CNIRequest) { <-hang })
 	r := shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(fmt.Sprintf(`{"socketPath":%q,"timeoutSeconds":0.4}`, a.path)))
-	wantError(t, r, cniError{Code: 11, Msg: "plexus agent not available", Details: "read handshake: timed out"})
+	wantError(t, r, cniError{Code: 11, Msg: "plexus agent not available", Details: "agent socket " + a.path + ": read handshake: Connection timed out"})
 	if r.elapsed < 400*time.Millisecond || r.elapsed > 5*time.Second {
 		t.Errorf("gave up after %v; timeoutSeconds was 0.4", r.elapsed)
 	}
 }
 
-// Fields a newer agent adds, of every wire type including nested groups,
-// are skipped as protobuf requires; the last result field wins.
+// Fields a newer agent adds, of every wire type, and those only older
+// shims read are skipped; the last stdout field wins.
 func TestUnknownFieldsSkipped(t *testing.T) {
 	t.Parallel()
 	resp := []byte{
-		0x0a, 0x03, 'o', 'l', 'd', // result "old"
-		0x1d, 1, 2, 3, 4, // field 3, fixed32
-		0x21, 1, 2, 3, 4, 5, 6, 7, 8, // field 4, fixed64
-		0x2b, 0x33, 0x08, 0x01, 0x34, 0x12, 0x01, 'z', 0x2c, // field 5 group holding group 6 and bytes
-		0x30, 0x96, 0x01, // field 6 varint
-		0x0a, 0x03, 'n', 'e', 'w', // result "new"
+		0x1a, 0x03, 'o', 'l', 'd', // stdout "old"
+		0x0a, 0x01, 'r', // result "r", for older shims
+		0x12, 0x02, 0x08, 0x07, // error {code: 7}, for older shims
+		0x2d, 1, 2, 3, 4, // field 5, fixed32
+		0x31, 1, 2, 3, 4, 5, 6, 7, 8, // field 6, fixed64
+		0x38, 0x96, 0x01, // field 7 varint
+		0x1a, 0x03, 'n', 'e', 'w', // stdout "new"
 	}
-	reply := append([]byte{0x02, 0x08, 0x01, byte(len(resp))}, resp...)
+	reply := append([]byte{0x04, 0x08, 0x01, 0x20, 0x01, byte(len(resp))}, resp...)
 	a := newAgent(t, func(c net.Conn, _ *plexusv1.Hello, _ *plexusv1.CNIRequest) { c.Write(reply) })
 	r := shim(t, map[string]string{"CNI_COMMAND": "ADD"}, []byte(fmt.Sprintf(`{"socketPath":%q}`, a.path)))
 	if r.exit != 0 || string(r.stdout) != "new" {
@@ -350,8 +338,8 @@ func TestUnknownFieldsSkipped(t *testing.T) {
 	}
 	// The generated code agrees on what this message says.
 	var m plexusv1.CNIResponse
-	if err := proto.Unmarshal(resp, &m); err != nil || string(m.Result) != "new" {
-		t.Fatalf("protobuf reads result %q, err %v", m.Result, err)
+	if err := proto.Unmarshal(resp, &m); err != nil || string(m.Stdout) != "new" || m.ExitCode != 0 {
+		t.Fatalf("protobuf reads stdout %q, exit code %d, err %v", m.Stdout, m.ExitCode, err)
 	}
 }
 

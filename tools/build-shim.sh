@@ -4,10 +4,10 @@
 #   tools/build-shim.sh OUT [VERSION]
 #   tools/build-shim.sh --sanitize OUT    AddressSanitizer + UBSan build for tests
 #
-# The one place the shim's compiler flags live outside Bazel (cni/plexus/BUILD.bazel
-# has the same ones); tools/build.sh, the benchmarks and the Go tests
-# (internal/shimbin) call it. Needs a C compiler and static libc: gcc and
-# libc6-dev on Debian (tools/setup.sh installs them).
+# The flags are cni/plexus/flags.bzl's, which Bazel loads too; tools/build.sh,
+# the benchmarks and the Go tests (internal/shimbin) call this. Needs a C
+# compiler and static libc: gcc and libc6-dev on Debian (tools/setup.sh
+# installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sanitize=
@@ -23,9 +23,20 @@ esac
 mkdir -p "$(dirname "$out")"
 tmp="$(mktemp -d "$out.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-flags=(-std=c11 -Wall -Wextra -Werror -DPLEXUS_VERSION="\"$version\"")
+# The quoted strings of a one-line list in flags.bzl.
+bzl_list() {
+  sed -n "s/^$1 = \[\(.*\)\]\$/\1/p" cni/plexus/flags.bzl | grep -o '"[^"]*"' | tr -d '"'
+}
+mapfile -t copts < <(bzl_list SHIM_COPTS)
+mapfile -t linkopts < <(bzl_list SHIM_LINKOPTS)
+if [ "${#copts[@]}" = 0 ] || [ "${#linkopts[@]}" = 0 ]; then
+  echo "tools/build-shim.sh: no SHIM_COPTS or SHIM_LINKOPTS line in cni/plexus/flags.bzl" >&2
+  exit 1
+fi
+flags=("${copts[@]}" -DPLEXUS_VERSION="\"$version\"")
 if [ -n "$sanitize" ]; then
-  # Dynamic (the sanitizer runtimes are shared libraries), any error fatal,
+  # Dynamic (the sanitizer runtimes are shared libraries: linkopts left
+  # out), -O1 over the -O2 of the flags, any error fatal,
   # and no leak report: the shim exits right after its one call and frees
   # nothing on purpose. The tests exec it with an empty environment, so
   # the options are compiled in.
@@ -33,7 +44,7 @@ if [ -n "$sanitize" ]; then
   "${CC:-cc}" "${flags[@]}" -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
     -o "$tmp/plexus" cni/plexus/plexus.c "$tmp/asan.c"
 else
-  "${CC:-cc}" "${flags[@]}" -O2 -static -o "$tmp/plexus" cni/plexus/plexus.c
+  "${CC:-cc}" "${flags[@]}" "${linkopts[@]}" -o "$tmp/plexus" cni/plexus/plexus.c
 fi
 chmod 0755 "$tmp/plexus"
 mv -f "$tmp/plexus" "$out"

@@ -287,7 +287,7 @@ func Handler(mgr *attach.Manager) server.Handler {
 	return server.HandlerFunc(func(ctx context.Context, req *plexusv1.CNIRequest) *plexusv1.CNIResponse {
 		verb, ok := verbs[req.Verb]
 		if !ok {
-			return &plexusv1.CNIResponse{Error: &plexusv1.Error{Code: uint32(attach.CodeInvalidEnv), Msg: fmt.Sprintf("unknown verb %v", req.Verb)}}
+			return &plexusv1.CNIResponse{Error: &plexusv1.Error{Code: uint32(attach.CodeInvalidEnv), Msg: fmt.Sprintf("unknown CNI_COMMAND %q", req.Command)}}
 		}
 		out, err := mgr.Handle(ctx, &attach.Request{
 			Verb:        verb,

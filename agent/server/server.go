@@ -1,13 +1,15 @@
 // Package server serves the plexus.v1 shim protocol on a unix socket: per
 // connection, a Hello/HelloReply version handshake followed by one
 // CNIRequest/CNIResponse, as varint-delimited protobuf messages (see
-// proto/plexus/v1/plexus.proto for why not gRPC).
+// cni/README.md for why not gRPC). For shims that ask for raw output it
+// also makes what they print: the result, or the CNI error object.
 package server
 
 import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -188,6 +191,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 		_, err := protodelim.MarshalTo(conn, reply)
 		return err
 	}
+	reply.RawOutput = hello.RawOutput
 	var req plexusv1.CNIRequest
 	if err := opts.UnmarshalFrom(r, &req); err != nil {
 		return fmt.Errorf("read request: %w", err)
@@ -212,13 +216,13 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	body, err := proto.Marshal(resp)
+	body, err := marshalResponse(hello.RawOutput, req.Config, resp)
 	if err != nil {
 		return err
 	}
 	if len(body) > MaxMessageSize {
 		// The shim would refuse it; say why instead.
-		body, err = proto.Marshal(&plexusv1.CNIResponse{Error: &plexusv1.Error{Code: 5,
+		body, err = marshalResponse(hello.RawOutput, req.Config, &plexusv1.CNIResponse{Error: &plexusv1.Error{Code: 5,
 			Msg: fmt.Sprintf("result of %d bytes exceeds the %d byte message limit", len(body), MaxMessageSize)}})
 		if err != nil {
 			return err
@@ -231,6 +235,49 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) error {
 	buf = append(protowire.AppendVarint(buf, uint64(len(body))), body...)
 	_, err = conn.Write(buf)
 	return err
+}
+
+// marshalResponse encodes resp for the shim: for a raw_output shim as the
+// bytes it prints and its exit status, for an older one as it is, with the
+// error's strings made valid UTF-8 (which proto3 requires to encode them).
+func marshalResponse(raw bool, config []byte, resp *plexusv1.CNIResponse) ([]byte, error) {
+	e := resp.GetError()
+	if !raw {
+		if e != nil {
+			resp = &plexusv1.CNIResponse{Result: resp.Result, Error: &plexusv1.Error{Code: e.Code,
+				Msg: strings.ToValidUTF8(e.Msg, "\uFFFD"), Details: strings.ToValidUTF8(e.Details, "\uFFFD")}}
+		}
+		return proto.Marshal(resp)
+	}
+	if e == nil {
+		return proto.Marshal(&plexusv1.CNIResponse{Stdout: resp.Result})
+	}
+	return proto.Marshal(&plexusv1.CNIResponse{Stdout: cniError(config, e), ExitCode: 1})
+}
+
+// cniError is the CNI error object for e as encoding/json writes it (so
+// invalid UTF-8 becomes U+FFFD and <, >, & are escaped), with the cniVersion
+// of the network configuration: left out when the configuration has none,
+// is not JSON or is not an object, as the CNI spec allows.
+func cniError(config []byte, e *plexusv1.Error) []byte {
+	var conf struct {
+		CNIVersion string `json:"cniVersion"`
+	}
+	// Decoded as the agent decodes the whole configuration (agent/attach),
+	// so the version is the one it judged; an error leaves it empty.
+	if json.Unmarshal(config, &conf) != nil {
+		conf.CNIVersion = ""
+	}
+	b, err := json.Marshal(struct {
+		CNIVersion string `json:"cniVersion,omitempty"`
+		Code       uint32 `json:"code"`
+		Msg        string `json:"msg"`
+		Details    string `json:"details,omitempty"`
+	}{conf.CNIVersion, e.Code, e.Msg, e.Details})
+	if err != nil {
+		panic(err) // strings and a number always encode
+	}
+	return b
 }
 
 func (s *Server) queue(waiting, serving int) {
