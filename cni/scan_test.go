@@ -94,6 +94,9 @@ func checkScan(t *testing.T, doc []byte) {
 	if _, err := os.Stat(path); path == defaultSocket && err == nil {
 		return // an agent may be listening there
 	}
+	if path != defaultSocket && !strings.HasPrefix(path, notDir()+"/") && !strings.Contains(path, "\x00") && len(path) < 108 {
+		return // a path the fuzzer made up: what connect says is the file system's
+	}
 	want := "agent socket " + escapeBytes(path) + ": "
 	switch {
 	case strings.Contains(path, "\x00"):
@@ -188,18 +191,19 @@ func TestScanGenerated(t *testing.T) {
 	wg.Wait()
 }
 
-// FuzzScan: go test ./cni -run XXX -fuzz FuzzScan (under the sanitizer
-// build with PLEXUS_SHIM_BINARY for memory errors).
+// FuzzScan fuzzes what follows a first member that keeps the connect
+// timeout small: go test ./cni -run XXX -fuzz FuzzScan (with
+// PLEXUS_SHIM_BINARY set to the sanitizer build for memory errors).
 func FuzzScan(f *testing.F) {
+	const head = `{"connectTimeoutSeconds":0.01,`
 	for _, c := range scanSeeds() {
-		f.Add([]byte(c))
+		f.Add([]byte(strings.TrimPrefix(strings.ReplaceAll(c, `"connectTimeoutSeconds":`, `"x":`), "{")))
 	}
-	f.Fuzz(func(t *testing.T, doc []byte) {
-		if len(doc) > 1<<20 || !bytes.HasPrefix(doc, []byte(`{"connectTimeoutSeconds":0.01`)) ||
-			bytes.Count(doc, []byte("connectTimeoutSeconds")) > 1 {
+	f.Fuzz(func(t *testing.T, tail []byte) {
+		if len(tail) > 1<<20 || bytes.Contains(tail, []byte("connectTimeoutSeconds")) {
 			t.Skip("a long connect timeout would only make the fuzzer wait")
 		}
-		checkScan(t, doc)
+		checkScan(t, append([]byte(head), tail...))
 	})
 }
 
