@@ -61,7 +61,7 @@ func locate() (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	for _, f := range []string{"cni/plexus/plexus.c", "tools/build-shim.sh"} {
+	for _, f := range []string{"cni/plexus/plexus.c", "cni/plexus/flags.bzl", "tools/build-shim.sh"} {
 		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			return "", err
