@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds the reference CNI plugins (github.com/containernetworking/plugins)
 # from the Go module proxy into a versioned cache outside the clone, and
-# prints the directory. Skips the build when the cache is complete.
+# prints the directory. Skips the build when the cache is complete. The
+# version is go.mod's (which internal/cnitest reads too), unless
+# CNI_PLUGINS_VERSION says otherwise.
 set -euo pipefail
+export PATH="/usr/local/go/bin:$PATH"
 
-version="${CNI_PLUGINS_VERSION:-v1.9.1}"
+version="${CNI_PLUGINS_VERSION:-$(cd "$(dirname "$0")/.." && go list -m -f '{{.Version}}' github.com/containernetworking/plugins)}"
 cache="${PLEXUS_CACHE:-$HOME/.cache/plexus}"
 dir="$cache/cni-plugins/$version"
 plugins=(main/bridge main/macvlan main/ptp main/host-device main/loopback main/vlan main/ipvlan

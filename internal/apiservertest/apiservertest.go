@@ -36,7 +36,7 @@ import (
 
 // Versions the harness expects in the binaries cache (the cluster
 // harness's).
-const (
+var (
 	K8sVersion  = cluster.K8sVersion
 	EtcdVersion = cluster.EtcdVersion
 )

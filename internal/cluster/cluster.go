@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/plexus-cni/plexus"
 	"github.com/plexus-cni/plexus/internal/cachedir"
 
 	"k8s.io/client-go/kubernetes"
@@ -38,12 +39,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Versions the harness expects in the binary caches.
-const (
-	K8sVersion        = "v1.37.2"
-	EtcdVersion       = "v3.7.3"
-	ContainerdVersion = "v2.4.2"
-	CNIPluginsVersion = "v1.9.1"
+// Versions the harness expects in the binary caches (versions.env and
+// go.mod, through the root package).
+var (
+	K8sVersion        = plexus.K8sVersion
+	EtcdVersion       = plexus.EtcdVersion
+	ContainerdVersion = plexus.ContainerdVersion
+	CNIPluginsVersion = plexus.CNIPluginsVersion
 )
 
 // Fixed loopback ports (one cluster at a time).

@@ -13,11 +13,12 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 
+	"github.com/plexus-cni/plexus"
 	"github.com/plexus-cni/plexus/internal/cachedir"
 )
 
-// PluginsVersion is the reference plugins release the tests use.
-const PluginsVersion = "v1.9.1"
+// PluginsVersion is the reference plugins release the tests use: go.mod's.
+var PluginsVersion = plexus.CNIPluginsVersion
 
 // required reports whether missing prerequisites fail instead of skip: CI
 // and the README's test command set PLEXUS_REQUIRE_ROOT_TESTS=1 so that a

@@ -3,16 +3,19 @@
 # proxy into versioned caches outside the clone and prints the Kubernetes
 # directory. Already built binaries are skipped. Takes minutes when cold
 # (kube-apiserver ~13 min, kubelet +4, containerd ~5 on 2 cores); progress
-# goes to stderr, with a line every 30 s while a build runs.
+# goes to stderr, with a line every 30 s while a build runs. The versions
+# are versions.env's, which the Go side (internal/cluster) reads too.
 #
 #   tools/cluster/build-binaries.sh [etcd kube-apiserver kubectl kubelet
 #       kube-scheduler kube-controller-manager containerd | all]
 set -euo pipefail
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=mod
 cache="${PLEXUS_CACHE:-$HOME/.cache/plexus}"
-etcd_version=v3.7.3
-k8s_version=v1.37.2
-containerd_version=v2.4.2
+# shellcheck source=../../versions.env
+. "$(dirname "$0")/../../versions.env"
+etcd_version=$ETCD_VERSION
+k8s_version=$K8S_VERSION
+containerd_version=$CONTAINERD_VERSION
 dir="$cache/cluster/k8s-$k8s_version-etcd-$etcd_version"
 mkdir -p "$dir"
 wanted=("$@")
@@ -102,7 +105,9 @@ build_k8s() {
     echo ")"
   } > "$mod/tools.go"
   (cd "$mod" && go mod tidy >&2)
-  local ld="-X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+  local minor=${k8s_version#v*.}
+  minor=${minor%%.*}
+  local ld="-X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   for b in "${bins[@]}"; do
     log "building $b $k8s_version"
     (cd "$mod" && with_ticker "$b" go build -trimpath -ldflags "$ld" -o "$dir/$b" "k8s.io/kubernetes/cmd/$b")
