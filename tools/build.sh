@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 out="${1:?usage: tools/build.sh OUTDIR}"
 mkdir -p "$out"
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
-version=$(git describe --always --dirty 2>/dev/null || echo dev)
+# The version Bazel stamps too (.bazelrc's --workspace_status_command).
+version=$(tools/workspace-status.sh | sed -n 's/^STABLE_PLEXUS_VERSION //p')
 # git describe's characters are all build-shim.sh allows.
 tools/build-shim.sh "$out/plexus" "$version"
 go build -trimpath -ldflags "-s -w -X github.com/plexus-cni/plexus/agent/app.Version=$version" -o "$out/plexus-agent" ./agent/cmd/plexus-agent
