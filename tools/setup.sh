@@ -38,6 +38,6 @@ fi
 tools/setup-bazel.sh
 tools/cni-plugins.sh >/dev/null
 # etcd, the Kubernetes binaries and containerd for the Kubernetes-mode and
-# end-to-end tests (cached by version; ~40 min cold on 2 cores, progress on
+# end-to-end tests (cached by version; ~12 min cold on 2 cores, progress on
 # stderr).
 tools/cluster/build-binaries.sh all >/dev/null
