@@ -111,8 +111,15 @@ func TestPodIdentity(t *testing.T) {
 	n3 := cnitest.NewNS(t)
 	rt3 := k.rt("static1", n3.Path())
 	rt3.Args = podArgs("apps", "static-web-node-1", "static-uid-1")
+	before = len(k.api.AgentRequests(t))
 	if _, err := k.runtime.AddNetworkList(ctx, k.list, rt3); err != nil {
 		t.Fatalf("ADD of a static pod with its mirror pod's config.mirror UID: %v", err)
+	}
+	// The cache matches the mirror pod by itself: no live GET.
+	for _, r := range k.api.AgentRequests(t)[before:] {
+		if r.Verb == "get" && r.ObjectRef.Resource == "pods" {
+			t.Errorf("live GET of pod %s for a static pod whose mirror pod is cached", r.ObjectRef.Name)
+		}
 	}
 	if links := cnitest.InNS(t, n3, "-o", "link"); !strings.Contains(links, "net1") {
 		t.Errorf("static pod did not get its mirror pod's networks:\n%s", links)

@@ -95,24 +95,25 @@ func (i *Informers) Shutdown() {
 }
 
 // trimPod keeps only what the agent reads of a pod, so the cache of a busy
-// node stays small: identity and the two annotations selection reads (not
-// the others: kubectl's last-applied-configuration alone holds the whole
-// pod, and the network-status the agent writes comes back in every event).
+// node stays small: identity, the two annotations selection reads and the
+// mirror pod's UID the identity check reads (not the others: kubectl's
+// last-applied-configuration alone holds the whole pod, and the
+// network-status the agent writes comes back in every event).
 func trimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            pod.Name,
-			Namespace:       pod.Namespace,
-			UID:             pod.UID,
-			ResourceVersion: pod.ResourceVersion,
-			Annotations:     keep(pod.Annotations, source.NetworksAnnotation, source.DefaultNetworkAnnotation),
-		},
-		Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName},
+		ObjectMeta: trimMeta(pod.ObjectMeta, source.NetworksAnnotation, source.DefaultNetworkAnnotation, source.MirrorPodAnnotation),
+		Spec:       corev1.PodSpec{NodeName: pod.Spec.NodeName},
 	}, nil
+}
+
+// trimMeta is m's identity and the given annotations.
+func trimMeta(m metav1.ObjectMeta, annotations ...string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Annotations: keep(m.Annotations, annotations...)}
 }
 
 // keep returns the given keys of m, nil if it has none of them.
@@ -139,14 +140,8 @@ func trimNAD(obj any) (any, error) {
 		return obj, nil
 	}
 	return &nadv1.NetworkAttachmentDefinition{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            nad.Name,
-			Namespace:       nad.Namespace,
-			UID:             nad.UID,
-			ResourceVersion: nad.ResourceVersion,
-			Annotations:     keep(nad.Annotations, source.ResourceNameAnnotation),
-		},
-		Spec: nad.Spec,
+		ObjectMeta: trimMeta(nad.ObjectMeta, source.ResourceNameAnnotation),
+		Spec:       nad.Spec,
 	}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -69,20 +70,9 @@ func (p *Plugin) Start(ctx context.Context) error {
 // listenLocked replaces any stale socket, serves on a fresh one and waits
 // until a client can reach it. p.life must be held.
 func (p *Plugin) listenLocked() error {
-	if err := os.MkdirAll(p.cfg.PluginDir, 0o750); err != nil {
-		return fmt.Errorf("create plugin dir: %w", err)
-	}
-	if err := os.Remove(p.socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale socket: %w", err)
-	}
-	lis, err := net.Listen("unix", p.socket)
+	lis, err := listenUnix(p.socket)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", p.socket, err)
-	}
-	// Only kubelet (root) should talk to us.
-	if err := os.Chmod(p.socket, 0o600); err != nil {
-		_ = lis.Close()
-		return fmt.Errorf("chmod %s: %w", p.socket, err)
+		return err
 	}
 	srv := grpc.NewServer()
 	pb.RegisterDevicePluginServer(srv, p)
@@ -171,4 +161,25 @@ func (p *Plugin) Stop() {
 		}
 	}
 	p.removeFreeDevInfo("stop")
+}
+
+// listenUnix listens on a fresh unix socket at path (its directory made,
+// a stale socket removed), 0600: only kubelet (root) should talk to us.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return lis, nil
 }

@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,20 +84,9 @@ func (p *Plugin) listenRegistryLocked() error {
 	if p.regSocket == "" {
 		return nil
 	}
-	if err := os.MkdirAll(p.cfg.RegistryDir, 0o750); err != nil {
-		return fmt.Errorf("create plugin registry dir: %w", err)
-	}
-	if err := os.Remove(p.regSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale registration socket: %w", err)
-	}
-	lis, err := net.Listen("unix", p.regSocket)
+	lis, err := listenUnix(p.regSocket)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", p.regSocket, err)
-	}
-	if err := os.Chmod(p.regSocket, 0o600); err != nil {
-		_ = lis.Close()
-		_ = os.Remove(p.regSocket)
-		return fmt.Errorf("chmod %s: %w", p.regSocket, err)
+		return err
 	}
 	srv := grpc.NewServer()
 	regpb.RegisterRegistrationServer(srv, registrar{p: p})

@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -310,5 +313,47 @@ func write(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// CPUSeconds is the user + system CPU time pid has used.
+func CPUSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	fs := strings.Fields(rest)
+	if len(fs) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(fs[11], 64)
+	s, _ := strconv.ParseFloat(fs[12], 64)
+	return (u + s) / 100 // USER_HZ
+}
+
+// Settle waits until the agent is as quiet as an idle agent: over the last
+// second it used at most 20 ms of CPU and its RSS moved by at most 1%. It
+// returns how long that took, and fails the benchmark after a minute.
+func Settle(t testing.TB, pid int) time.Duration {
+	t.Helper()
+	const every, window, limit = 100 * time.Millisecond, 10, time.Minute
+	start := time.Now()
+	var rss []int64
+	var cpu []float64
+	for {
+		rss = append(rss, benchhost.ReadProcStatus(pid).RSS)
+		cpu = append(cpu, CPUSeconds(pid))
+		if len(rss) > window+1 {
+			rss, cpu = rss[1:], cpu[1:]
+		}
+		used, lo, hi := cpu[len(cpu)-1]-cpu[0], slices.Min(rss), slices.Max(rss)
+		if len(rss) == window+1 && used <= 0.02 && hi-lo <= hi/100 {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("agent not settled after %v: last second %.2f s CPU, RSS %s to %s MiB", limit, used, benchhost.MiB(lo), benchhost.MiB(hi))
+		}
+		time.Sleep(every)
 	}
 }

@@ -118,11 +118,11 @@ func TestBurst(t *testing.T) {
 	// Idle: StartAgent returned on the first STATUS answered, which the
 	// agent serves only once its informers synced (200 pods in the
 	// cache); then start-up work and garbage have settled.
-	idleSettle := settle(t, pid)
+	idleSettle := benchkube.Settle(t, pid)
 	idle := benchhost.SampleRSS(pid, 5*time.Second, 100*time.Millisecond)
 	idleSt := benchhost.ReadProcStatus(pid)
 	startHWM := idleSt.HWM
-	cpu0 := cpuSeconds(pid)
+	cpu0 := benchkube.CPUSeconds(pid)
 
 	// ADD burst.
 	auditBefore := len(b.API.AgentRequests(t))
@@ -130,7 +130,7 @@ func TestBurst(t *testing.T) {
 	add := b.burst(ctx, true)
 	addPeak := sampler.Stop()
 	addHWM := benchhost.ReadProcStatus(pid).HWM
-	cpuAdd := cpuSeconds(pid) - cpu0
+	cpuAdd := benchkube.CPUSeconds(pid) - cpu0
 	if len(add.errs) > 0 {
 		t.Fatalf("%d of %d ADDs failed; first: %v (agent log %s)", len(add.errs), o.pods, add.errs[0], b.agent.Log)
 	}
@@ -139,24 +139,24 @@ func TestBurst(t *testing.T) {
 
 	// After the burst: every ADD answered and checked, then the agent
 	// settled.
-	afterSettle := settle(t, pid)
+	afterSettle := benchkube.Settle(t, pid)
 	after := benchhost.SampleRSS(pid, 3*time.Second, 100*time.Millisecond)
 	afterSt := benchhost.ReadProcStatus(pid)
 
 	// DEL burst.
 	auditBefore = len(b.API.AgentRequests(t))
-	cpu1 := cpuSeconds(pid)
+	cpu1 := benchkube.CPUSeconds(pid)
 	sampler = benchhost.StartSampler(pid, o.sampleTick)
 	del := b.burst(ctx, false)
 	delPeak := sampler.Stop()
 	delHWM := benchhost.ReadProcStatus(pid).HWM
-	cpuDel := cpuSeconds(pid) - cpu1
+	cpuDel := benchkube.CPUSeconds(pid) - cpu1
 	if len(del.errs) > 0 {
 		t.Fatalf("%d of %d DELs failed; first: %v", len(del.errs), o.pods, del.errs[0])
 	}
 	delCalls := b.AgentCalls(t, auditBefore)
 	b.verifyDeleted(t)
-	afterDelSettle := settle(t, pid)
+	afterDelSettle := benchkube.Settle(t, pid)
 	afterDel := benchhost.SampleRSS(pid, 3*time.Second, 100*time.Millisecond)
 
 	maxConc := o.maxConc
@@ -364,47 +364,6 @@ func (b *bench) verifyDeleted(t *testing.T) {
 }
 
 // cpuSeconds is the process's user + system CPU time.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	fs := strings.Fields(rest)
-	if len(fs) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(fs[11], 64)
-	s, _ := strconv.ParseFloat(fs[12], 64)
-	return (u + s) / 100 // USER_HZ
-}
-
-// settle waits until the agent is as quiet as an idle agent: over the last
-// second it used at most 20 ms of CPU and its RSS moved by at most 1%. It
-// returns how long that took, and fails the benchmark after a minute.
-func settle(t *testing.T, pid int) time.Duration {
-	t.Helper()
-	const every, window, limit = 100 * time.Millisecond, 10, time.Minute
-	start := time.Now()
-	var rss []int64
-	var cpu []float64
-	for {
-		rss = append(rss, benchhost.ReadProcStatus(pid).RSS)
-		cpu = append(cpu, cpuSeconds(pid))
-		if len(rss) > window+1 {
-			rss, cpu = rss[1:], cpu[1:]
-		}
-		used, lo, hi := cpu[len(cpu)-1]-cpu[0], slices.Min(rss), slices.Max(rss)
-		if len(rss) == window+1 && used <= 0.02 && hi-lo <= hi/100 {
-			return time.Since(start)
-		}
-		if time.Since(start) > limit {
-			t.Fatalf("agent not settled after %v: last second %.2f s CPU, RSS %s to %s MiB", limit, used, benchhost.MiB(lo), benchhost.MiB(hi))
-		}
-		time.Sleep(every)
-	}
-}
-
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func ipv4Net(s string) *net.IPNet {

@@ -326,7 +326,9 @@ func (b *bench) measure(t *testing.T, ctx context.Context, n int, name, bin stri
 	defer a.Stop()
 	r.ready = a.Ready
 	pid := a.Cmd.Process.Pid
-	time.Sleep(2 * time.Second)
+	// After the first STATUS answered (informers synced): sampled once the
+	// agent is as quiet as an idle one.
+	benchkube.Settle(t, pid)
 	idle := benchhost.SampleRSS(pid, 5*time.Second, 100*time.Millisecond)
 	r.idle = benchhost.ReadProcStatus(pid)
 	r.idleMin, r.idleMax = idle.Min, idle.Max
