@@ -22,6 +22,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/cniconf"
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/hotplug"
 	"github.com/plexus-cni/plexus/agent/metrics"
 	"github.com/plexus-cni/plexus/agent/migrate"
 	"github.com/plexus-cni/plexus/agent/pluginexec"
@@ -112,13 +113,20 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var mgr *attach.Manager
 	var uninstalling func() bool
+	var hp *hotplug.Controller
+	var watch func(context.Context) error
 	if cfg.Local != nil {
-		if mgr, err = newLocalManager(cfg, log, delegates, primary); err != nil {
+		dir := &local.Dir{Path: cfg.Local.ManifestsDir}
+		if mgr, err = newManager(cfg, dir, dir, nil, log, delegates, primary); err != nil {
 			return err
+		}
+		if cfg.HotPlug {
+			hp = &hotplug.Controller{Plugger: mgr, Pod: dir.Pod, Log: log}
+			watch = func(ctx context.Context) error { return dir.Watch(ctx, localWatchInterval, hp.Changed, hp.Gone) }
 		}
 	} else {
 		var stop func()
-		if mgr, stop, uninstalling, err = newKubeManager(ctx, cfg, log, delegates, primary); err != nil {
+		if mgr, stop, uninstalling, hp, err = newKubeManager(ctx, cfg, log, delegates, primary); err != nil {
 			return err
 		}
 		defer stop()
@@ -172,6 +180,13 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		})
 	}
+	if hp != nil {
+		hp.Observe = m.ObserveHotPlug
+		g.Go(func() error { return hp.Run(gctx) })
+	}
+	if watch != nil {
+		g.Go(func() error { return watch(gctx) })
+	}
 	if hl != nil {
 		ready := func() error {
 			if gen != nil && !gen.Ready() {
@@ -210,13 +225,13 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 // plugins; nil means a plain pluginexec.Exec (benchmarks pass one that times
 // them).
 func NewLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec) (*attach.Manager, error) {
-	return newLocalManager(cfg, log, exec, nil)
+	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
+	return newManager(cfg, dir, dir, nil, log, exec, nil)
 }
 
-func newLocalManager(cfg *config.Config, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (*attach.Manager, error) {
-	dir := &local.Dir{Path: cfg.Local.ManifestsDir}
-	return newManager(cfg, dir, dir, nil, log, exec, primary)
-}
+// localWatchInterval is how often local mode's hot-plug looks at the
+// manifests.
+const localWatchInterval = 200 * time.Millisecond
 
 // registerPrimaryMetrics exports the primary configuration's state: how
 // often the directory's became unusable, and whether pods get the last

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/hotplug"
 	"github.com/plexus-cni/plexus/agent/kube"
 	"github.com/plexus-cni/plexus/agent/uninstall"
 )
@@ -22,14 +23,15 @@ const informerSyncTimeout = 2 * time.Minute
 
 // newKubeManager builds the core over informer caches and the Kubernetes
 // status reporter. stop waits for the informers after ctx ends;
-// uninstalling tells, when the agent stops, whether its DaemonSet is gone.
-func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (mgr *attach.Manager, stop func(), uninstalling func() bool, err error) {
+// uninstalling tells, when the agent stops, whether its DaemonSet is gone;
+// hp, with hot-plug on, is fed the node's pod changes and is to be run.
+func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, exec invoke.Exec, primary attach.PrimarySource) (mgr *attach.Manager, stop func(), uninstalling func() bool, hp *hotplug.Controller, err error) {
 	node := cfg.Kubernetes.NodeName
 	if node == "" {
 		node = os.Getenv("NODE_NAME")
 	}
 	if node == "" {
-		return nil, nil, nil, fmt.Errorf("kubernetes.nodeName is not set and NODE_NAME is empty: the agent must know its node")
+		return nil, nil, nil, nil, fmt.Errorf("kubernetes.nodeName is not set and NODE_NAME is empty: the agent must know its node")
 	}
 	var restCfg *rest.Config
 	if cfg.Kubernetes.Kubeconfig != "" {
@@ -38,30 +40,36 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 		restCfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	restCfg.UserAgent = "plexus-agent/" + Version
 	restCfg.QPS, restCfg.Burst = cfg.Kubernetes.QPS, cfg.Kubernetes.Burst
 	client, err := kube.NewClient(restCfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	sources, informers, err := kube.NewSources(kube.Options{
 		Client: client, NodeName: node,
 		PodWait: time.Duration(cfg.Kubernetes.PodWaitSeconds * float64(time.Second)),
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	syncCtx, cancel := context.WithTimeout(ctx, informerSyncTimeout)
 	defer cancel()
 	if err := informers.Start(ctx, syncCtx); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	log.Info("informer caches synced", "node", node)
 	mgr, err = newManager(cfg, sources, sources, &kube.Reporter{Client: client, NodeName: node}, log, exec, primary)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	if cfg.HotPlug {
+		hp = &hotplug.Controller{Plugger: mgr, Pod: sources.CachedPod, Log: log}
+		if err := informers.OnPods(hp.Changed, hp.Gone); err != nil {
+			return nil, nil, nil, nil, err
+		}
 	}
 	uninstalling = func() bool {
 		podNS, podName := os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
@@ -79,7 +87,7 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 		}
 		return gone
 	}
-	return mgr, informers.Shutdown, uninstalling, nil
+	return mgr, informers.Shutdown, uninstalling, hp, nil
 }
 
 // uninstallCheckTimeout bounds the stop-time look at the agent's DaemonSet.

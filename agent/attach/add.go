@@ -56,7 +56,7 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		return nil, err
 	}
 	if aux != nil {
-		all = append(slices.Clip(plan), planned{network: aux, ifname: inv.IfName})
+		all = append(slices.Clip(plan), planned{network: aux, ifname: inv.IfName, origin: record.OriginAuxiliary})
 	}
 
 	cni := m.cni(inv.Path)
@@ -72,17 +72,10 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		PodNamespace: inv.pod.Namespace,
 		PodName:      inv.pod.Name,
 		PodUID:       inv.podUID(),
+		Path:         inv.Path,
 	}
 	for _, p := range all {
-		rec.Attachments = append(rec.Attachments, record.Attachment{
-			Network:        p.network.Name,
-			IfName:         p.ifname,
-			Config:         p.network.Config.Bytes,
-			CapabilityArgs: p.capArgs,
-			Args:           p.delegateArgs(inv.args),
-			Default:        p.primary,
-			DeviceInfoFile: p.devInfoFile,
-		})
+		rec.Attachments = append(rec.Attachments, p.attachment(inv.args))
 	}
 	// The intent is on disk before any delegate runs: whatever happens
 	// next, DEL knows what may exist.
@@ -136,6 +129,25 @@ func (m *Manager) add(ctx context.Context, inv *invocation) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// attachment is the record of p, before its delegates ran; runtimeArgs
+// are the runtime's CNI_ARGS.
+func (p *planned) attachment(runtimeArgs [][2]string) record.Attachment {
+	a := record.Attachment{
+		Network:        p.network.Name,
+		IfName:         p.ifname,
+		Config:         p.network.Config.Bytes,
+		CapabilityArgs: p.capArgs,
+		Args:           p.delegateArgs(runtimeArgs),
+		Default:        p.primary,
+		DeviceInfoFile: p.devInfoFile,
+		Origin:         p.origin,
+	}
+	if p.network.ResourceName != "" {
+		a.Resource, a.DeviceID = p.network.ResourceName, p.deviceID
+	}
+	return a
 }
 
 // complete finishes an ADD whose delegates all succeeded: default route,

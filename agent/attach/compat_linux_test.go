@@ -25,8 +25,10 @@ type warnings struct {
 	msgs []string
 }
 
-func (w *warnings) Report(context.Context, *source.Pod, []netstatus.Entry) error { return nil }
-func (w *warnings) Failed(context.Context, *source.Pod, error)                   {}
+func (w *warnings) Report(context.Context, *source.Pod, []netstatus.Entry) error  { return nil }
+func (w *warnings) Publish(context.Context, *source.Pod, []netstatus.Entry) error { return nil }
+func (w *warnings) Event(context.Context, *source.Pod, string, string)            {}
+func (w *warnings) Failed(context.Context, *source.Pod, error)                    {}
 func (w *warnings) Warn(_ context.Context, pod *source.Pod, msg string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -75,7 +75,12 @@ type Config struct {
 // Events in Kubernetes mode; nothing in local mode (the status is kept in
 // the record and shown by `plexus-agent status`).
 type StatusReporter interface {
+	// Report publishes the status of an ADD, with an Event per interface.
 	Report(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error
+	// Publish publishes a status without Events (a hot-plug has its own).
+	Publish(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error
+	// Event records a Normal Event. Best effort, like Failed.
+	Event(ctx context.Context, pod *source.Pod, reason, msg string)
 	Failed(ctx context.Context, pod *source.Pod, err error)
 	// Warn tells the pod's owner of a selection compatible mode accepted
 	// (a Warning Event). Best effort, like Failed.

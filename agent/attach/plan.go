@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/plexus-cni/plexus/agent/devices"
+	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
@@ -23,6 +24,8 @@ type planned struct {
 	network *resolve.Network
 	ifname  string
 	primary bool
+	// origin is the record's Origin of the attachment.
+	origin string
 	// capArgs become the delegate's runtimeConfig (libcni passes only the
 	// keys a plugin declares as capabilities).
 	capArgs map[string]any
@@ -59,15 +62,15 @@ var selectionCapabilities = []struct{ field, capability string }{
 // accepted is reported to the pod as warnings once the plan stands.
 func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([]planned, error) {
 	var warnings []string
-	primary, err := m.primaryNetwork(ctx, pod, &warnings)
+	primary, origin, err := m.primaryNetwork(ctx, pod, &warnings)
 	if err != nil {
 		return nil, err
 	}
 	// Runtime-supplied runtimeConfig (port mappings, bandwidth from the pod
 	// spec) belongs to the cluster default network only.
-	out := []planned{{network: primary, ifname: inv.IfName, primary: true, capArgs: inv.conf.RuntimeConfig}}
+	out := []planned{{network: primary, ifname: inv.IfName, primary: true, origin: origin, capArgs: inv.conf.RuntimeConfig}}
 	if pod == nil || slices.Contains(m.cfg.SystemNamespaces, pod.Namespace) {
-		return out, m.planDevices(ctx, inv, pod, out)
+		return out, m.planDevices(ctx, inv, pod, out, nil)
 	}
 	ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
 	var elems []selection.Element
@@ -91,27 +94,47 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 	}
 	elems = append(elems, selected...)
 
-	ifnames := map[string]bool{inv.IfName: true}
+	taken := map[string]bool{inv.IfName: true}
+	more, err := m.planElements(ctx, pod, elems, fromAdmin, taken, func(i int) string { return "net" + strconv.Itoa(i+1) }, &warnings)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, more...)
+	if err := m.planDevices(ctx, inv, pod, out, nil); err != nil {
+		return nil, err
+	}
+	m.warn(ctx, pod, warnings)
+	return out, nil
+}
+
+// planElements plans an attachment for each element, the first fromAdmin
+// of them the agent's defaultNetworks (exempt from namespace isolation).
+// taken holds the interface names in use and gets the new ones; name
+// gives the interface of the i-th element that names none.
+func (m *Manager) planElements(ctx context.Context, pod *source.Pod, elems []selection.Element, fromAdmin int, taken map[string]bool, name func(i int) string, warnings *[]string) ([]planned, error) {
+	ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
+	var out []planned
 	var v4Route, v6Route string
 	for i := range elems {
 		e := &elems[i]
-		if i >= fromAdmin {
-			if err := m.checkIsolation(pod, e.Namespace, e.Name, "network selection"); err != nil {
-				return nil, err
-			}
+		origin := record.OriginSelection
+		if i < fromAdmin {
+			origin = record.OriginDefault
+		} else if err := m.checkIsolation(pod, e.Namespace, e.Name, "network selection"); err != nil {
+			return nil, err
 		}
 		net, err := m.resolver.NAD(ctx, e.Namespace, e.Name)
 		if err != nil {
 			return nil, fmt.Errorf("pod %s: resolve network %s: %w", ref, e.Key(), err)
 		}
-		p := planned{network: net, ifname: e.Interface, defaultRoute: e.DefaultRoute, deviceID: e.DeviceID}
+		p := planned{network: net, ifname: e.Interface, origin: origin, defaultRoute: e.DefaultRoute, deviceID: e.DeviceID}
 		if p.ifname == "" {
-			p.ifname = "net" + strconv.Itoa(i+1)
+			p.ifname = name(i)
 		}
-		if ifnames[p.ifname] {
+		if taken[p.ifname] {
 			return nil, &selection.Error{Pod: ref, Network: e.Key(), Field: "interface", Reason: fmt.Sprintf("interface name %q is used twice in the pod", p.ifname)}
 		}
-		ifnames[p.ifname] = true
+		taken[p.ifname] = true
 		for _, gw := range e.DefaultRoute {
 			claim := &v6Route
 			if gw.To4() != nil {
@@ -122,7 +145,7 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 			}
 			*claim = e.Key()
 		}
-		if p.capArgs, p.cniArgs, err = m.capabilityArgs(ref, e, net.Config, &warnings); err != nil {
+		if p.capArgs, p.cniArgs, err = m.capabilityArgs(ref, e, net.Config, warnings); err != nil {
 			return nil, err
 		}
 		if p.network, err = injectSelection(net, e); err != nil {
@@ -130,10 +153,6 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 		}
 		out = append(out, p)
 	}
-	if err := m.planDevices(ctx, inv, pod, out); err != nil {
-		return nil, err
-	}
-	m.warn(ctx, pod, warnings)
 	return out, nil
 }
 
@@ -184,11 +203,14 @@ func (p *planned) delegateArgs(runtime [][2]string) [][2]string {
 // device plugin's Device Info file is read for the CNI one (Device Info
 // spec 4.2), whose path goes to the plugins declaring CNIDeviceInfoFile.
 // Without pod identity there is nobody to ask: no devices, as in Multus.
-func (m *Manager) planDevices(ctx context.Context, inv *invocation, pod *source.Pod, plan []planned) error {
+//
+// attached are the devices the pod's attachments already hold (a
+// hot-plug): reserved, so that the plan gets others.
+func (m *Manager) planDevices(ctx context.Context, inv *invocation, pod *source.Pod, plan []planned, attached []devices.Request) error {
 	need := -1
-	reqs := make([]devices.Request, len(plan))
+	reqs := slices.Clone(attached)
 	for i, p := range plan {
-		reqs[i] = devices.Request{Network: p.network.Name, IfName: p.ifname, Resource: p.network.ResourceName, DeviceID: p.deviceID}
+		reqs = append(reqs, devices.Request{Network: p.network.Name, IfName: p.ifname, Resource: p.network.ResourceName, DeviceID: p.deviceID})
 		if need < 0 && p.network.ResourceName != "" {
 			need = i
 		}
@@ -210,7 +232,7 @@ func (m *Manager) planDevices(ctx context.Context, inv *invocation, pod *source.
 		if err != nil {
 			return err
 		}
-		for i, id := range ids {
+		for i, id := range ids[len(attached):] {
 			if id != "" {
 				plan[i].deviceID, fromResource[i] = id, true
 			}
@@ -255,13 +277,13 @@ func withCapArg(args map[string]any, key string, value any) map[string]any {
 // primaryNetwork resolves the cluster default network, or the pod's
 // default-network override. Bare names in the override are the system
 // namespace's, as in Multus (its multusNamespace).
-func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings *[]string) (*resolve.Network, error) {
+func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings *[]string) (net *resolve.Network, origin string, err error) {
 	if pod != nil {
 		ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
 		o := selection.Options{Mode: m.cfg.SelectionMode, Namespace: m.cfg.SystemNamespace}
 		override, w, err := o.ParseDefaultNetwork(ref, pod.Annotations[source.DefaultNetworkAnnotation])
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for _, w := range w {
 			*warnings = append(*warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, source.DefaultNetworkAnnotation, w))
@@ -272,17 +294,18 @@ func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings 
 			// to the cluster network and stay allowed.
 			if override.Namespace != m.cfg.SystemNamespace {
 				if err := m.checkIsolation(pod, override.Namespace, override.Name, source.DefaultNetworkAnnotation); err != nil {
-					return nil, err
+					return nil, "", err
 				}
 			}
 			net, err := m.resolver.NAD(ctx, override.Namespace, override.Name)
 			if err != nil {
-				return nil, fmt.Errorf("pod %s: resolve default network override %s: %w", ref, override.Key(), err)
+				return nil, "", fmt.Errorf("pod %s: resolve default network override %s: %w", ref, override.Key(), err)
 			}
-			return net, nil
+			return net, record.OriginOverride, nil
 		}
 	}
-	return m.clusterNetwork(ctx)
+	net, err = m.clusterNetwork(ctx)
+	return net, record.OriginCluster, err
 }
 
 // clusterNetwork resolves Config.ClusterNetwork; unset, the node's primary

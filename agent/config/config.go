@@ -43,6 +43,11 @@ type Config struct {
 	// tolerates but the spec does not: compatible (the default) accepts it
 	// with a Warning Event, strict refuses it.
 	SelectionMode selection.Mode `json:"selectionMode,omitempty"`
+	// HotPlug attaches and detaches a running pod's secondary networks
+	// when its networks annotation changes (off by default; deploy/ turns
+	// it on). A pod opts out with the plexus.io/hotplug: "false"
+	// annotation.
+	HotPlug bool `json:"hotplug,omitempty"`
 
 	// MaxConcurrent caps CNI requests served at once.
 	MaxConcurrent int `json:"maxConcurrent,omitempty"`

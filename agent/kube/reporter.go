@@ -29,6 +29,37 @@ type Reporter struct {
 // Report writes the network-status annotation and one Normal Event per
 // attached interface.
 func (r *Reporter) Report(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error {
+	// The Events go out concurrently with the patch: an ADD waits for one
+	// API round trip instead of one per interface plus one.
+	errs := make([]error, len(status))
+	var wg sync.WaitGroup
+	for i, e := range status {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := fmt.Sprintf("Add %s %v from %s", e.Interface, e.IPs, e.Name)
+			errs[i] = r.event(ctx, pod, corev1.EventTypeNormal, "AddedInterface", msg)
+		}()
+	}
+	patchErr := r.Publish(ctx, pod, status)
+	wg.Wait()
+	if patchErr != nil {
+		return patchErr
+	}
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("events for pod %s/%s: %s", pod.Namespace, pod.Name, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// Publish writes the network-status annotation.
+func (r *Reporter) Publish(ctx context.Context, pod *source.Pod, status []netstatus.Entry) error {
 	value, err := json.Marshal(status)
 	if err != nil {
 		return fmt.Errorf("encode network-status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -43,33 +74,16 @@ func (r *Reporter) Report(ctx context.Context, pod *source.Pod, status []netstat
 	if err != nil {
 		return err
 	}
-	// The Events go out concurrently with the patch: an ADD waits for one
-	// API round trip instead of one per interface plus one.
-	errs := make([]error, len(status))
-	var wg sync.WaitGroup
-	for i, e := range status {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg := fmt.Sprintf("Add %s %v from %s", e.Interface, e.IPs, e.Name)
-			errs[i] = r.event(ctx, pod, corev1.EventTypeNormal, "AddedInterface", msg)
-		}()
-	}
-	patchErr := r.Client.PatchPod(ctx, pod.Namespace, pod.Name, patch, Component)
-	wg.Wait()
-	if patchErr != nil {
-		return fmt.Errorf("patch network-status of pod %s/%s: %w", pod.Namespace, pod.Name, patchErr)
-	}
-	var msgs []string
-	for _, err := range errs {
-		if err != nil {
-			msgs = append(msgs, err.Error())
-		}
-	}
-	if len(msgs) > 0 {
-		return fmt.Errorf("events for pod %s/%s: %s", pod.Namespace, pod.Name, strings.Join(msgs, "; "))
+	if err := r.Client.PatchPod(ctx, pod.Namespace, pod.Name, patch, Component); err != nil {
+		return fmt.Errorf("patch network-status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	return nil
+}
+
+// Event records a Normal Event.
+func (r *Reporter) Event(ctx context.Context, pod *source.Pod, reason, msg string) {
+	// Best effort: the agent's log and the network-status tell it too.
+	_ = r.event(ctx, pod, corev1.EventTypeNormal, reason, msg)
 }
 
 // Failed records a Warning Event naming why the pod's networks failed.

@@ -66,13 +66,30 @@ func NewSources(o Options) (*Sources, *Informers, error) {
 		}
 	}
 	s := &Sources{client: o.Client, pods: pods.GetIndexer(), nads: nads.GetIndexer(), podWait: o.PodWait}
-	return s, &Informers{informers: []cache.SharedIndexInformer{pods, nads}}, nil
+	return s, &Informers{informers: []cache.SharedIndexInformer{pods, nads}, pods: pods}, nil
 }
 
 // Informers runs the informers.
 type Informers struct {
 	informers []cache.SharedIndexInformer
+	pods      cache.SharedIndexInformer
 	wg        sync.WaitGroup
+}
+
+// OnPods calls changed with every pod of the node the cache adds or
+// updates (from the informer's goroutine: it must not block) and gone
+// with the "namespace/name" of every pod it drops.
+func (i *Informers) OnPods(changed func(*source.Pod), gone func(key string)) error {
+	_, err := i.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { changed(toPod(obj.(*corev1.Pod))) },
+		UpdateFunc: func(_, obj any) { changed(toPod(obj.(*corev1.Pod))) },
+		DeleteFunc: func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				gone(key)
+			}
+		},
+	})
+	return err
 }
 
 // Start runs the informers until ctx ends and waits, at most until syncCtx
@@ -95,8 +112,9 @@ func (i *Informers) Shutdown() {
 }
 
 // trimPod keeps only what the agent reads of a pod, so the cache of a busy
-// node stays small: identity, the two annotations selection reads and the
-// mirror pod's UID the identity check reads (not the others: kubectl's
+// node stays small: identity, the two annotations selection reads, the
+// mirror pod's UID the identity check reads, and hot-plug's opt-out and
+// the deletion mark (not the other annotations: kubectl's
 // last-applied-configuration alone holds the whole pod, and the
 // network-status the agent writes comes back in every event).
 func trimPod(obj any) (any, error) {
@@ -104,10 +122,9 @@ func trimPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Pod{
-		ObjectMeta: trimMeta(pod.ObjectMeta, source.NetworksAnnotation, source.DefaultNetworkAnnotation, source.MirrorPodAnnotation),
-		Spec:       corev1.PodSpec{NodeName: pod.Spec.NodeName},
-	}, nil
+	meta := trimMeta(pod.ObjectMeta, source.NetworksAnnotation, source.DefaultNetworkAnnotation, source.MirrorPodAnnotation, source.HotPlugAnnotation)
+	meta.DeletionTimestamp = pod.DeletionTimestamp
+	return &corev1.Pod{ObjectMeta: meta, Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName}}, nil
 }
 
 // trimMeta is m's identity and the given annotations.
@@ -146,12 +163,13 @@ func trimNAD(obj any) (any, error) {
 }
 
 func toPod(p *corev1.Pod) *source.Pod {
-	return &source.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Annotations: p.Annotations}
+	return &source.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Annotations: p.Annotations, Deleting: p.DeletionTimestamp != nil}
 }
 
-// cachedPod is the pod from the cache, nil if it is not there.
-func (s *Sources) cachedPod(namespace, name string) *source.Pod {
-	obj, ok, err := s.pods.GetByKey(namespace + "/" + name)
+// CachedPod is the pod of "namespace/name" from the cache, nil if it is
+// not there.
+func (s *Sources) CachedPod(key string) *source.Pod {
+	obj, ok, err := s.pods.GetByKey(key)
 	if err != nil || !ok {
 		return nil
 	}
@@ -161,7 +179,7 @@ func (s *Sources) cachedPod(namespace, name string) *source.Pod {
 // GetPod implements source.PodGetter: the cache, then a short wait for a
 // pod the cache has not seen yet, then one live GET.
 func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.Pod, error) {
-	if p := s.cachedPod(namespace, name); p != nil {
+	if p := s.CachedPod(namespace + "/" + name); p != nil {
 		return p, nil
 	}
 	deadline := time.NewTimer(s.podWait)
@@ -175,7 +193,7 @@ func (s *Sources) GetPod(ctx context.Context, namespace, name string) (*source.P
 		case <-deadline.C:
 			waiting = false
 		case <-tick.C:
-			if p := s.cachedPod(namespace, name); p != nil {
+			if p := s.CachedPod(namespace + "/" + name); p != nil {
 				return p, nil
 			}
 		}

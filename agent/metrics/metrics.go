@@ -1,5 +1,6 @@
 // Package metrics holds the agent's Prometheus metrics: CNI request latency
-// and errors per verb, delegate plugin latency, and the request queue.
+// and errors per verb, delegate plugin latency, the request queue, and
+// hot-plug changes (count and latency by operation and result).
 package metrics
 
 import (
@@ -21,6 +22,7 @@ type Metrics struct {
 	delegate *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 	waiting  prometheus.Gauge
+	hotplugs *prometheus.HistogramVec
 }
 
 // buckets span a fast DEL (ms) to a slow SR-IOV ADD (seconds).
@@ -45,8 +47,11 @@ func New() *Metrics {
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "plexus_cni_requests_queued", Help: "CNI requests waiting for a serving slot.",
 		}),
+		hotplugs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plexus_hotplug_duration_seconds", Help: "Hot-plug attachments and detachments, by operation and result: the time from taking the pod's change to having applied it.", Buckets: buckets,
+		}, []string{"op", "result"}),
 	}
-	m.Registry.MustRegister(m.requests, m.errors, m.delegate, m.inFlight, m.waiting,
+	m.Registry.MustRegister(m.requests, m.errors, m.delegate, m.inFlight, m.waiting, m.hotplugs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,6 +78,11 @@ func (m *Metrics) Waiting(delta int) { m.waiting.Add(float64(delta)) }
 
 // Serving tracks requests in flight.
 func (m *Metrics) Serving(delta int) { m.inFlight.Add(float64(delta)) }
+
+// ObserveHotPlug records one hot-plug change (see hotplug.Controller).
+func (m *Metrics) ObserveHotPlug(op, result string, d time.Duration) {
+	m.hotplugs.WithLabelValues(op, result).Observe(d.Seconds())
+}
 
 // ObserveDelegate records one delegate plugin run (see pluginexec.Exec).
 func (m *Metrics) ObserveDelegate(plugin, command string, d time.Duration) {

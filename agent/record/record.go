@@ -70,7 +70,31 @@ type Attachment struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// DeviceInfoFile is the CNI device-info file written for this attachment.
 	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
+	// Origin says why the attachment exists (the Origin constants). Hot-plug
+	// adds and removes only OriginSelection attachments; records written
+	// before origins were kept have none, and are not hot-plugged.
+	Origin string `json:"origin,omitempty"`
+	// Resource and DeviceID are the NAD's device resource and the device
+	// the attachment took of it, so that hot-plug hands a new attachment
+	// a device no other attachment uses.
+	Resource string `json:"resource,omitempty"`
+	DeviceID string `json:"deviceID,omitempty"`
 }
+
+// Why an attachment exists.
+const (
+	// OriginCluster is the cluster default network, OriginOverride the
+	// pod's default-network override in its place.
+	OriginCluster  = "cluster"
+	OriginOverride = "override"
+	// OriginDefault is one of the agent's defaultNetworks.
+	OriginDefault = "default"
+	// OriginSelection is an element of the pod's networks annotation.
+	OriginSelection = "selection"
+	// OriginAuxiliary is the auxiliary chain on the cluster network's
+	// interface.
+	OriginAuxiliary = "auxiliary"
+)
 
 // Record is everything attached for one (container, plexus ifname).
 type Record struct {
@@ -81,7 +105,12 @@ type Record struct {
 	PodNamespace string `json:"podNamespace,omitempty"`
 	PodName      string `json:"podName,omitempty"`
 	PodUID       string `json:"podUID,omitempty"`
-	// Complete is false while ADD is in progress (or was interrupted).
+	// Path is the runtime's CNI_PATH of the ADD, which a hot-plug of the
+	// pod runs its delegates with.
+	Path []string `json:"cniPath,omitempty"`
+	// Complete is false while ADD is in progress (or was interrupted). A
+	// complete record's attachment without a Result is a hot-plug that was
+	// interrupted.
 	Complete    bool            `json:"complete"`
 	Attachments []Attachment    `json:"attachments"`
 	Status      json.RawMessage `json:"networkStatus,omitempty"`

@@ -28,6 +28,9 @@ const (
 	// MirrorPodAnnotation is set by kubelet on the mirror pod of a static
 	// pod to the static pod's UID, the UID kubelet passes to the runtime.
 	MirrorPodAnnotation = "kubernetes.io/config.mirror"
+	// HotPlugAnnotation "false" on a pod opts it out of hot-plug: changes
+	// of its networks annotation wait for the pod to be re-created.
+	HotPlugAnnotation = "plexus.io/hotplug"
 )
 
 // ErrNotFound is wrapped by getters for a pod or NAD that does not exist.
@@ -39,6 +42,8 @@ type Pod struct {
 	Name        string
 	UID         string
 	Annotations map[string]string
+	// Deleting is set once the pod's deletion has begun.
+	Deleting bool
 }
 
 // PodGetter finds a pod by namespace and name.

@@ -17,6 +17,7 @@ func TestAnnotationNames(t *testing.T) {
 		source.DefaultNetworkAnnotation: "v1.multus-cni.io/default-network",
 		source.ResourceNameAnnotation:   "k8s.v1.cni.cncf.io/resourceName",
 		source.MirrorPodAnnotation:      "kubernetes.io/config.mirror",
+		source.HotPlugAnnotation:        "plexus.io/hotplug",
 	} {
 		if got != want {
 			t.Errorf("annotation key %q, want %q", got, want)

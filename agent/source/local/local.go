@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -163,6 +164,46 @@ func (d *Dir) GetPod(_ context.Context, namespace, name string) (*source.Pod, er
 		return p, nil
 	}
 	return nil, notFound("pod", namespace, name, d.Path, objs.errs)
+}
+
+// Pod is the pod of "namespace/name", nil if the manifests have none.
+func (d *Dir) Pod(key string) *source.Pod {
+	objs, err := d.load()
+	if err != nil {
+		return nil
+	}
+	return objs.pods[key]
+}
+
+// Watch calls changed with every pod of the manifests at start and each
+// time a file changes, and gone with the "namespace/name" of each pod
+// that is no longer there, until ctx ends. It looks every interval (a
+// stat of each file, as every lookup does).
+func (d *Dir) Watch(ctx context.Context, interval time.Duration, changed func(*source.Pod), gone func(key string)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var last *objects
+	for {
+		// A directory that cannot be read now is looked at again next time.
+		if objs, err := d.load(); err == nil && objs != last {
+			for _, p := range objs.pods {
+				changed(p)
+			}
+			if last != nil {
+				for key := range last.pods {
+					if _, ok := objs.pods[key]; !ok {
+						gone(key)
+					}
+				}
+			}
+			last = objs
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // GetNAD implements source.NADGetter.
