@@ -373,3 +373,40 @@ func TestHotPlugAgentKilled(t *testing.T) {
 		t.Errorf("links left: %v", links)
 	}
 }
+
+// Local mode: editing the pod's manifest hot-plugs it as an annotation
+// patch does in a cluster, and the status command shows the new status.
+func TestHotPlugLocal(t *testing.T) {
+	r := newRig(t, 2)
+	rewrite(t, filepath.Join(r.dir, "agent.yaml"), "local:", "hotplug: true\nlocal:")
+	r.start(t)
+	ctx := context.Background()
+	n := cnitest.NewNS(t)
+	rt := r.rt("loc1", n.Path())
+	if _, err := r.runtime.AddNetworkList(ctx, r.list, rt); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	rewrite(t, filepath.Join(r.dir, "manifests", "all.yaml"), "k8s.v1.cni.cncf.io/networks: side", "k8s.v1.cni.cncf.io/networks: side,side")
+	d := &devRig{rig: r}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var ifaces []string
+		for _, e := range d.status(t, "web") {
+			ifaces = append(ifaces, e.Interface)
+		}
+		links := cnitest.InNS(t, n, "-o", "link")
+		if strings.Contains(links, "net2") && slices.Equal(ifaces, []string{"eth0", "net1", "net2"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the manifest edit the status command shows %v and the pod has\n%s\nwant net2 in both", ifaces, links)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.runtime.DelNetworkList(ctx, r.list, rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if held := r.ipamHolds(t, "loc1"); len(held) != 0 {
+		t.Errorf("IP allocations left: %v", held)
+	}
+}

@@ -44,8 +44,9 @@ type Change struct {
 //
 // A pod being deleted, opted out, or in a system namespace is left alone.
 // The returned error means nothing changed (an invalid annotation, a
-// record of an older agent, ErrAddInProgress); a Change's Err, that only
-// that change failed. The pod gets an Event per change and a new
+// record of an older agent, ErrAddInProgress) or, with changes, that the
+// network-status could not be published; a Change's Err, that only that
+// change failed. The pod gets an Event per change and a new
 // network-status when one succeeded.
 func (m *Manager) HotPlug(ctx context.Context, pod *source.Pod) ([]Change, error) {
 	if pod.Deleting || pod.Annotations[source.HotPlugAnnotation] == "false" || slices.Contains(m.cfg.SystemNamespaces, pod.Namespace) {
@@ -130,12 +131,10 @@ func (m *Manager) hotPlug(ctx context.Context, containerID, ifname string, pod *
 	}
 	m.warn(ctx, pod, warnings)
 	if slices.ContainsFunc(changes, func(c Change) bool { return c.Err == nil }) {
-		if err := m.publish(ctx, pod, rec); err != nil {
-			return changes, err
-		}
+		err = m.publish(ctx, pod, rec)
 	}
 	m.notify(ctx, pod, changes)
-	return changes, nil
+	return changes, err
 }
 
 // checkDefaultNetwork refuses a change of the default-network annotation:

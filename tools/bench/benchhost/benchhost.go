@@ -89,8 +89,18 @@ func LoadAvg() string {
 
 // Links lists the links in the namespace at netnsPath other than lo, each
 // with its IPv4 addresses: after ADD exactly the pod's interfaces, after DEL
-// nothing.
+// nothing. A dump the kernel interrupted (links changing meanwhile) is
+// taken again.
 func Links(netnsPath string) (map[string][]net.IP, error) {
+	for {
+		out, err := links(netnsPath)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+}
+
+func links(netnsPath string) (map[string][]net.IP, error) {
 	out := map[string][]net.IP{}
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
 		links, err := netlink.LinkList()
