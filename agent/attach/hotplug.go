@@ -22,6 +22,11 @@ import (
 // completed: try again later, the record will say what is attached.
 var ErrAddInProgress = errors.New("the pod's ADD has not completed")
 
+// ErrNotAttached is HotPlug's answer for a pod with no sandbox attached by
+// this agent (yet: its ADD may not have written its record; or never: a
+// host-network pod). Nothing was done.
+var ErrNotAttached = errors.New("no sandbox of the pod is attached")
+
 // Change is one attachment hot-plug added or removed, or failed to.
 type Change struct {
 	// Op is "attach" or "detach".
@@ -44,7 +49,7 @@ type Change struct {
 //
 // A pod being deleted, opted out, or in a system namespace is left alone.
 // The returned error means nothing changed (an invalid annotation, a
-// record of an older agent, ErrAddInProgress) or, with changes, that the
+// record of an older agent, ErrAddInProgress, ErrNotAttached) or, with changes, that the
 // network-status could not be published; a Change's Err, that only that
 // change failed. The pod gets an Event per change and a new
 // network-status when one succeeded.
@@ -57,10 +62,12 @@ func (m *Manager) HotPlug(ctx context.Context, pod *source.Pod) ([]Change, error
 		return nil, err
 	}
 	var changes []Change
+	found := false
 	for _, r := range recs {
 		if r.PodNamespace != pod.Namespace || r.PodName != pod.Name || !samePod(pod, r.PodUID) {
 			continue
 		}
+		found = true
 		c, err := m.hotPlug(ctx, r.ContainerID, r.IfName, pod)
 		changes = append(changes, c...)
 		if err != nil {
@@ -69,6 +76,9 @@ func (m *Manager) HotPlug(ctx context.Context, pod *source.Pod) ([]Change, error
 			}
 			return changes, err
 		}
+	}
+	if !found {
+		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, ErrNotAttached)
 	}
 	return changes, nil
 }

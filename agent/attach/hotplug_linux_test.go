@@ -3,6 +3,7 @@ package attach_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,6 +53,9 @@ func TestHotPlugCore(t *testing.T) {
 		}
 	}
 
+	if _, err := e.mgr.HotPlug(ctx, &source.Pod{Namespace: "default", Name: "other"}); !errors.Is(err, attach.ErrNotAttached) {
+		t.Errorf("HotPlug of a pod without a sandbox: %v, want ErrNotAttached", err)
+	}
 	for name, p := range map[string]*source.Pod{
 		"deleting":  pod("a,tiny", func(p *source.Pod) { p.Deleting = true }),
 		"opted out": pod("a,tiny", func(p *source.Pod) { p.Annotations[source.HotPlugAnnotation] = "false" }),

@@ -84,6 +84,10 @@ func (c *Controller) Changed(pod *source.Pod) {
 // Gone forgets a deleted pod.
 func (c *Controller) Gone(key string) {
 	c.init()
+	c.forget(key)
+}
+
+func (c *Controller) forget(key string) {
 	c.mu.Lock()
 	delete(c.done, key)
 	c.mu.Unlock()
@@ -124,13 +128,19 @@ func (c *Controller) next(ctx context.Context) bool {
 	start := time.Now()
 	changes, err := c.Plugger.HotPlug(ctx, pod)
 	took := time.Since(start)
-	if errors.Is(err, attach.ErrAddInProgress) && ctx.Err() == nil {
+	switch {
+	case errors.Is(err, attach.ErrAddInProgress) && ctx.Err() == nil:
 		// The runtime's ADD is running: its record will say what it
 		// attached; compare again then.
-		c.mu.Lock()
-		delete(c.done, key)
-		c.mu.Unlock()
+		c.forget(key)
 		c.queue.AddRateLimited(key)
+		return true
+	case errors.Is(err, attach.ErrNotAttached):
+		// Not done: the pod's next update (kubelet reports the sandbox
+		// it just made) compares again, which covers a selection changed
+		// while the runtime's ADD had not yet written its record.
+		c.forget(key)
+		c.queue.Forget(key)
 		return true
 	}
 	c.queue.Forget(key)
