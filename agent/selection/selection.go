@@ -245,13 +245,7 @@ var elementKeys = []elementKey{
 		return ""
 	}},
 	{"mac", func(e *Element, raw json.RawMessage) string {
-		if why := decode(raw, &e.MAC); why != "" {
-			return why
-		}
-		if hw, err := net.ParseMAC(e.MAC); err != nil || len(hw) != 6 {
-			return fmt.Sprintf("%q is not a 48-bit MAC address", e.MAC)
-		}
-		return ""
+		return decodeHWAddr(raw, &e.MAC, 6, "a 48-bit MAC address")
 	}},
 	{"portMappings", func(e *Element, raw json.RawMessage) string {
 		if why := decode(raw, &e.PortMappings); why != "" {
@@ -279,13 +273,7 @@ var elementKeys = []elementKey{
 		return ""
 	}},
 	{"infiniband-guid", func(e *Element, raw json.RawMessage) string {
-		if why := decode(raw, &e.InfinibandGUID); why != "" {
-			return why
-		}
-		if hw, err := net.ParseMAC(e.InfinibandGUID); err != nil || len(hw) != 8 {
-			return fmt.Sprintf("%q is not a 64-bit GUID (8 colon-separated bytes)", e.InfinibandGUID)
-		}
-		return ""
+		return decodeHWAddr(raw, &e.InfinibandGUID, 8, "a 64-bit GUID (8 colon-separated bytes)")
 	}},
 	{"cni-args", func(e *Element, raw json.RawMessage) string {
 		if why := decode(raw, &e.CNIArgs); why != "" {
@@ -429,6 +417,18 @@ func decode(raw json.RawMessage, v any) string {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err.Error()
+	}
+	return ""
+}
+
+// decodeHWAddr decodes a string into *dst that must be a colon-separated
+// hardware address of n bytes; what describes it in the reason.
+func decodeHWAddr(raw json.RawMessage, dst *string, n int, what string) string {
+	if why := decode(raw, dst); why != "" {
+		return why
+	}
+	if hw, err := net.ParseMAC(*dst); err != nil || len(hw) != n {
+		return fmt.Sprintf("%q is not %s", *dst, what)
 	}
 	return ""
 }

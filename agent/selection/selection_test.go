@@ -47,6 +47,58 @@ func wantSelErr(t *testing.T, err error, network, field string) *selection.Error
 	return selErr
 }
 
+// wantParseErr asserts Parse refuses value with no elements and a
+// *selection.Error for network and field (see wantSelErr).
+func wantParseErr(t *testing.T, value, network, field string) {
+	t.Helper()
+	got, err := selection.Parse(pod, value)
+	if got != nil {
+		t.Errorf("Parse(%q) returned elements %+v with an error", value, got)
+	}
+	wantSelErr(t, err, network, field)
+}
+
+// parseErrCase is an annotation Parse refuses, naming network and field.
+type parseErrCase struct{ name, value, network, field string }
+
+func testParseErrs(t *testing.T, tests []parseErrCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			wantParseErr(t, tt.value, tt.network, tt.field)
+		})
+	}
+}
+
+// parseCase is an annotation and the elements Parse returns for it.
+type parseCase struct {
+	name  string
+	value string
+	want  []selection.Element
+}
+
+func testParse(t *testing.T, tests []parseCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := selection.Parse(pod, tt.value)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.value, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Parse(%q) =\n %#v\nwant\n %#v", tt.value, got, tt.want)
+			}
+			for i := range got {
+				if k, w := got[i].Key(), tt.want[i].Namespace+"/"+tt.want[i].Name; k != w {
+					t.Errorf("element %d Key() = %q, want %q", i, k, w)
+				}
+			}
+		})
+	}
+}
+
 func TestIsDNS1123Label(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -119,11 +171,7 @@ func TestParseEmpty(t *testing.T) {
 // TestParseCommaForm covers A.4 for the comma form: [namespace/]name[@ifname].
 func TestParseCommaForm(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name  string
-		value string
-		want  []selection.Element
-	}{
+	testParse(t, []parseCase{
 		{"bare name gets pod namespace", "net1",
 			[]selection.Element{{Name: "net1", Namespace: "podns"}}},
 		{"explicit namespace", "other/net1",
@@ -140,36 +188,14 @@ func TestParseCommaForm(t *testing.T) {
 			}},
 		{"max length name", strings.Repeat("n", 63),
 			[]selection.Element{{Name: strings.Repeat("n", 63), Namespace: "podns"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := selection.Parse(pod, tt.value)
-			if err != nil {
-				t.Fatalf("Parse(%q): %v", tt.value, err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Parse(%q) =\n %+v\nwant\n %+v", tt.value, got, tt.want)
-			}
-			for i := range got {
-				if k, w := got[i].Key(), tt.want[i].Namespace+"/"+tt.want[i].Name; k != w {
-					t.Errorf("element %d Key() = %q, want %q", i, k, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestParseCommaFormInvalid covers A.1 for the comma form, plus malformed entries.
 func TestParseCommaFormInvalid(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("a", 64)
-	tests := []struct {
-		name    string
-		value   string
-		network string
-		field   string
-	}{
+	testParseErrs(t, []parseErrCase{
 		{"uppercase name", "Net1", "Net1", "name"},
 		{"underscore name", "my_net", "my_net", "name"},
 		{"long name", long, long, "name"},
@@ -193,28 +219,14 @@ func TestParseCommaFormInvalid(t *testing.T) {
 		{"empty entry", "net1,,net2", "", ""},
 		{"trailing comma", "net1,", "", ""},
 		{"bad second entry", "net1,Net2", "Net2", "name"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := selection.Parse(pod, tt.value)
-			if got != nil {
-				t.Errorf("Parse(%q) returned elements %+v with an error", tt.value, got)
-			}
-			wantSelErr(t, err, tt.network, tt.field)
-		})
-	}
+	})
 }
 
 // TestParseJSONForm covers A.4 and A.5: every known key is decoded, the
 // namespace defaults to the pod's, dotted keys are ignored.
 func TestParseJSONForm(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name  string
-		value string
-		want  []selection.Element
-	}{
+	testParse(t, []parseCase{
 		{"name only, pod namespace", `[{"name":"net1"}]`,
 			[]selection.Element{{Name: "net1", Namespace: "podns"}}},
 		{"explicit namespace", `[{"name":"net1","namespace":"other"}]`,
@@ -263,19 +275,7 @@ func TestParseJSONForm(t *testing.T) {
 			}, {
 				Name: "net2", Namespace: "podns", IPAMClaimReference: "claim-1",
 			}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := selection.Parse(pod, tt.value)
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Parse(%s) =\n %#v\nwant\n %#v", tt.value, got, tt.want)
-			}
-		})
-	}
+	})
 }
 
 // TestParseJSONPortMappings covers A.10: port ranges and protocols.
@@ -316,11 +316,11 @@ func TestParseJSONPortMappings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			value := `[{"name":"net1","portMappings":[` + tt.mapping + `]}]`
-			got, err := selection.Parse(pod, value)
 			if tt.wantProto == "" {
-				wantSelErr(t, err, "podns/net1", "portMappings")
+				wantParseErr(t, value, "podns/net1", "portMappings")
 				return
 			}
+			got, err := selection.Parse(pod, value)
 			if err != nil {
 				t.Fatalf("Parse(%s): %v", value, err)
 			}
@@ -343,12 +343,7 @@ func TestParseJSONInvalid(t *testing.T) {
 	long := strings.Repeat("a", 64)
 	const nw = "podns/net1"
 	el := func(extra string) string { return `[{"name":"net1",` + extra + `}]` }
-	tests := []struct {
-		name    string
-		value   string
-		network string
-		field   string
-	}{
+	testParseErrs(t, []parseErrCase{
 		// A.1: names.
 		{"uppercase name", `[{"name":"Net1"}]`, "Net1", "name"},
 		{"underscore name", `[{"name":"my_net"}]`, "my_net", "name"},
@@ -429,17 +424,7 @@ func TestParseJSONInvalid(t *testing.T) {
 		{"default-route not a list", el(`"default-route":"10.0.0.1"`), nw, "default-route"},
 		// A.12.
 		{"claim with ips", el(`"ips":["10.1.1.5/24"],"ipam-claim-reference":"claim-1"`), nw, "ipam-claim-reference"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := selection.Parse(pod, tt.value)
-			if got != nil {
-				t.Errorf("Parse(%s) returned elements %+v with an error", tt.value, got)
-			}
-			wantSelErr(t, err, tt.network, tt.field)
-		})
-	}
+	})
 }
 
 // TestParseDefaultRouteFamilies covers the valid side of A.11: one gateway
@@ -481,40 +466,23 @@ func TestParseDefaultRouteFamilies(t *testing.T) {
 // with no field.
 func TestParseMalformed(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name  string
-		value string
-	}{
-		{"bad JSON", `[{"name":"net1"`},
-		{"bad JSON token", `[{"name":net1}]`},
-		{"object instead of list", `{"name":"net1"}`},
-		{"list of strings", `["net1"]`},
-		{"list of lists", `[["net1"]]`},
-		{"trailing object", `[{"name":"net1"}] {"name":"net2"}`},
-		{"trailing list", `[{"name":"net1"}][]`},
-		{"trailing garbage", `[{"name":"net1"}] x`},
-		{"trailing bracket", `[{"name":"net1"}]]`},
-		{"trailing brace", `[{"name":"net1"}]}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := selection.Parse(pod, tt.value)
-			if got != nil {
-				t.Errorf("Parse(%s) = %+v, want nil", tt.value, got)
-			}
-			wantSelErr(t, err, "", "")
-		})
-	}
+	testParseErrs(t, []parseErrCase{
+		{"bad JSON", `[{"name":"net1"`, "", ""},
+		{"bad JSON token", `[{"name":net1}]`, "", ""},
+		{"object instead of list", `{"name":"net1"}`, "", ""},
+		{"list of strings", `["net1"]`, "", ""},
+		{"list of lists", `[["net1"]]`, "", ""},
+		{"trailing object", `[{"name":"net1"}] {"name":"net2"}`, "", ""},
+		{"trailing list", `[{"name":"net1"}][]`, "", ""},
+		{"trailing garbage", `[{"name":"net1"}] x`, "", ""},
+		{"trailing bracket", `[{"name":"net1"}]]`, "", ""},
+		{"trailing brace", `[{"name":"net1"}]}`, "", ""},
+	})
 }
 
 func TestParseNullElement(t *testing.T) {
 	t.Parallel()
-	got, err := selection.Parse(pod, `[{"name":"net1"}, null]`)
-	if got != nil {
-		t.Errorf("got %+v, want nil", got)
-	}
-	wantSelErr(t, err, "#1", "")
+	wantParseErr(t, `[{"name":"net1"}, null]`, "#1", "")
 }
 
 func TestParseOversized(t *testing.T) {
