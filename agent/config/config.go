@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -167,39 +168,19 @@ func Parse(data []byte, name string) (*Config, error) {
 }
 
 func (c *Config) setDefaults() {
-	if c.Socket == "" {
-		c.Socket = DefaultSocket
-	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
-	}
-	if c.CNIConfDir == "" {
-		c.CNIConfDir = DefaultCNIConfDir
-	}
-	if c.PodResourcesSocket == "" {
-		c.PodResourcesSocket = DefaultPodResourcesSocket
-	}
-	if c.DeviceInfoDir == "" {
-		c.DeviceInfoDir = DefaultDeviceInfoDir
-	}
-	if c.SystemNamespace == "" {
-		c.SystemNamespace = DefaultSystemNamespace
-	}
+	c.Socket = cmp.Or(c.Socket, DefaultSocket)
+	c.StateDir = cmp.Or(c.StateDir, DefaultStateDir)
+	c.CNIConfDir = cmp.Or(c.CNIConfDir, DefaultCNIConfDir)
+	c.PodResourcesSocket = cmp.Or(c.PodResourcesSocket, DefaultPodResourcesSocket)
+	c.DeviceInfoDir = cmp.Or(c.DeviceInfoDir, DefaultDeviceInfoDir)
+	c.SystemNamespace = cmp.Or(c.SystemNamespace, DefaultSystemNamespace)
 	if c.SystemNamespaces == nil {
 		c.SystemNamespaces = []string{DefaultSystemNamespace}
 	}
-	if c.SelectionMode == "" {
-		c.SelectionMode = selection.Compatible
-	}
-	if c.MaxConcurrent == 0 {
-		c.MaxConcurrent = DefaultMaxConcurrent
-	}
-	if c.Kubernetes.QPS == 0 {
-		c.Kubernetes.QPS = 50
-	}
-	if c.Kubernetes.Burst == 0 {
-		c.Kubernetes.Burst = 100
-	}
+	c.SelectionMode = cmp.Or(c.SelectionMode, selection.Compatible)
+	c.MaxConcurrent = cmp.Or(c.MaxConcurrent, DefaultMaxConcurrent)
+	c.Kubernetes.QPS = cmp.Or(c.Kubernetes.QPS, 50)
+	c.Kubernetes.Burst = cmp.Or(c.Kubernetes.Burst, 100)
 }
 
 func (c *Config) validate() error {

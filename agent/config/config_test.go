@@ -126,20 +126,27 @@ func TestParseInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := config.Parse([]byte(tt.data), "/etc/plexus/agent.yaml")
-			if err == nil {
-				t.Fatalf("Parse(%q) = %+v, want an error", tt.data, c)
-			}
-			if c != nil {
-				t.Errorf("Parse returned a config with an error")
-			}
-			if !strings.Contains(err.Error(), "/etc/plexus/agent.yaml") {
-				t.Errorf("error %q does not name the file", err)
-			}
-			if !strings.Contains(err.Error(), tt.wantSub) {
-				t.Errorf("error %q does not contain %q", err, tt.wantSub)
-			}
+			wantParseErr(t, tt.data, tt.wantSub)
 		})
+	}
+}
+
+// wantParseErr asserts Parse refuses data, returning no config and an error
+// that names the file and contains each of subs.
+func wantParseErr(t *testing.T, data string, subs ...string) {
+	t.Helper()
+	const file = "/etc/plexus/agent.yaml"
+	c, err := config.Parse([]byte(data), file)
+	if err == nil {
+		t.Fatalf("Parse(%q) = %+v, want an error", data, c)
+	}
+	if c != nil {
+		t.Errorf("Parse returned a config with an error")
+	}
+	for _, s := range append([]string{file}, subs...) {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not contain %q", err, s)
+		}
 	}
 }
 

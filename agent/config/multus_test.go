@@ -142,15 +142,7 @@ func TestParseMultusRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := config.Parse([]byte(tt.data), "/etc/plexus/agent.yaml")
-			if err == nil {
-				t.Fatalf("Parse(%q) = %+v, want an error", tt.data, c)
-			}
-			for _, s := range append(tt.want, "/etc/plexus/agent.yaml") {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not contain %q", err, s)
-				}
-			}
+			wantParseErr(t, tt.data, tt.want...)
 		})
 	}
 }
