@@ -90,20 +90,7 @@ func TestCapabilityRouting(t *testing.T) {
 	}
 	e.del("ok1", n, "default/ok")
 
-	n2 := cnitest.NewNS(t)
-	_, err := e.do(call{verb: attach.VerbAdd, containerID: "bad1", netns: n2.Path(), pod: "default/bad"})
-	if err == nil {
-		t.Fatal("ADD with ips on a network without the ips capability succeeded")
-	}
-	if code := cniCode(err); code != attach.CodeInvalidSelection {
-		t.Errorf("code = %d, want %d", code, attach.CodeInvalidSelection)
-	}
-	for _, want := range []string{"default/bad", "default/nocap", `"ips"`} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not name %s", err, want)
-		}
-	}
-	e.assertClean(n2)
+	wantRefused(t, e, "default/bad", attach.CodeInvalidSelection, "default/bad", "default/nocap", `"ips"`)
 }
 
 // A.8: `interface` sets the delegate's CNI_IFNAME; a duplicate name fails.
@@ -119,13 +106,8 @@ func TestInterfaceRequest(t *testing.T) {
 		t.Errorf("interfaces = %v, want [eth0 fast0]", got)
 	}
 	e.del("named", n, "default/named")
-	for _, pod := range []string{"dup", "eth0"} {
-		n := cnitest.NewNS(t)
-		_, err := e.do(call{verb: attach.VerbAdd, containerID: pod, netns: n.Path(), pod: "default/" + pod})
-		if err == nil || cniCode(err) != attach.CodeInvalidSelection || !strings.Contains(err.Error(), `"interface"`) {
-			t.Errorf("pod %s: err = %v, want an invalid selection naming the interface field", pod, err)
-		}
-		e.assertClean(n)
+	for _, pod := range []string{"default/dup", "default/eth0"} {
+		wantRefused(t, e, pod, attach.CodeInvalidSelection, `"interface"`)
 	}
 }
 
@@ -135,9 +117,7 @@ func TestInterfaceRequest(t *testing.T) {
 func TestCNIArgsMerge(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.nad("default", "argnet", fmt.Sprintf(`{"cniVersion":"1.0.0","type":"bridge","bridge":%q,"args":{"cni":{"ips":["10.205.0.1/24"],"keep":"nad"}},"ipam":{"type":"static"}}`, e.bridge("a")))
-	e.pod("default", "p", map[string]string{source.NetworksAnnotation: `[{"name":"argnet","cni-args":{"ips":["10.205.0.42/24"],"extra":"sel"}}]`})
-	n := cnitest.NewNS(t)
-	e.add("c", n, "default/p")
+	n := e.addPod(`[{"name":"argnet","cni-args":{"ips":["10.205.0.42/24"],"extra":"sel"}}]`)
 	if a := addrOf(t, n, "net1"); !slices.Equal(a, []string{"10.205.0.42/24"}) {
 		t.Errorf("net1 addresses = %v, want the selection's 10.205.0.42/24", a)
 	}
@@ -159,8 +139,7 @@ func TestCNIArgsMerge(t *testing.T) {
 	if got["keep"] != "nad" || got["extra"] != "sel" {
 		t.Errorf("args.cni = %v, want the NAD's keep=nad and the selection's extra=sel", got)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // A.11: default-route on a secondary makes its gateway the pod's only
@@ -186,13 +165,7 @@ func TestDefaultRoute(t *testing.T) {
 		t.Errorf("status default-route = %+v, want only net1 with 10.206.0.1", status)
 	}
 	e.del("c", n, "default/p")
-
-	n2 := cnitest.NewNS(t)
-	_, err := e.do(call{verb: attach.VerbAdd, containerID: "two", netns: n2.Path(), pod: "default/two"})
-	if err == nil || cniCode(err) != attach.CodeInvalidSelection || !strings.Contains(err.Error(), "default-route") {
-		t.Errorf("two default-route claims: err = %v, want invalid selection naming default-route", err)
-	}
-	e.assertClean(n2)
+	wantRefused(t, e, "default/two", attach.CodeInvalidSelection, "default-route")
 }
 
 func recordStatus(t *testing.T, e *env, id string) []netstatus.Entry {
@@ -213,9 +186,7 @@ func recordStatus(t *testing.T, e *env, id string) []netstatus.Entry {
 func TestSameNetworkTwice(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.208.0.0/24")
-	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,blue"})
-	n := cnitest.NewNS(t)
-	e.add("c", n, "default/p")
+	n := e.addPod("blue,blue")
 	a1, a2 := addrOf(t, n, "net1"), addrOf(t, n, "net2")
 	if len(a1) != 1 || len(a2) != 1 || a1[0] == a2[0] {
 		t.Errorf("net1 %v and net2 %v should each have one distinct address", a1, a2)
@@ -224,8 +195,7 @@ func TestSameNetworkTwice(t *testing.T) {
 	if len(status) != 3 || status[1].Name != "default/blue" || status[2].Name != "default/blue" || status[1].Interface != "net1" || status[2].Interface != "net2" {
 		t.Errorf("status = %+v", status)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // A.22: a failing delegate aborts ADD, and the attachments already made
@@ -265,9 +235,7 @@ func TestDelContinuesPastFailure(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.bridgeNAD("default", "blue", "1.0.0", "10.210.0.0/24")
 	e.bridgeNAD("default", "red", "1.0.0", "10.211.0.0/24")
-	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,red"})
-	n := cnitest.NewNS(t)
-	e.add("c", n, "default/p")
+	n := e.addPod("blue,red")
 
 	// Make net1's DEL fail: its stored delegate names a plugin that is gone.
 	rec, err := e.records.Get("c", "eth0")
@@ -293,8 +261,7 @@ func TestDelContinuesPastFailure(t *testing.T) {
 	if err := e.records.Put(rec); err != nil {
 		t.Fatal(err)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // A.24: attachments are made one after another in selection order; the
@@ -304,14 +271,11 @@ func TestAttachmentOrder(t *testing.T) {
 	for i, name := range []string{"aa", "bb", "cc", "dd"} {
 		e.bridgeNAD("default", name, "1.0.0", fmt.Sprintf("10.%d.0.0/24", 212+i))
 	}
-	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "dd@if-d,bb@if-b,cc@if-c,aa@if-a"})
-	n := cnitest.NewNS(t)
-	e.add("c", n, "default/p")
+	n := e.addPod("dd@if-d,bb@if-b,cc@if-c,aa@if-a")
 	if got := sandboxLinks(t, n); !slices.Equal(got, []string{"eth0", "if-d", "if-b", "if-c", "if-a"}) {
 		t.Errorf("interfaces by index = %v, want selection order", got)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // A.26: runtimeConfig from the runtime (port mappings of the pod spec)
@@ -336,8 +300,7 @@ func TestRuntimeConfigStaysOnDefaultNetwork(t *testing.T) {
 	if len(rec.Attachments[1].CapabilityArgs) != 0 {
 		t.Errorf("secondary got runtimeConfig %v, want none", rec.Attachments[1].CapabilityArgs)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // B: DEL is idempotent: without a record, twice, and after the runtime
@@ -378,17 +341,14 @@ func TestAddAfterAdd(t *testing.T) {
 	if got := sandboxLinks(t, n); !slices.Equal(got, []string{"eth0"}) {
 		t.Errorf("interfaces after the refused ADD = %v, want [eth0]", got)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // B: CHECK passes on a healthy pod and fails once an interface is gone.
 func TestCheck(t *testing.T) {
 	e := newEnv(t, "1.0.0")
 	e.bridgeNAD("default", "blue", "1.0.0", "10.218.0.0/24")
-	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue"})
-	n := cnitest.NewNS(t)
-	e.add("c", n, "default/p")
+	n := e.addPod("blue")
 	if _, err := e.do(call{verb: attach.VerbCheck, containerID: "c", netns: n.Path(), pod: "default/p"}); err != nil {
 		t.Fatalf("CHECK of a healthy pod: %v", err)
 	}
@@ -400,8 +360,7 @@ func TestCheck(t *testing.T) {
 	if _, err := e.do(call{verb: attach.VerbCheck, containerID: "c", netns: n.Path(), cniVersion: "0.3.1"}); err == nil || cniCode(err) != attach.CodeIncompatibleVersion {
 		t.Errorf("CHECK with a 0.3.1 config: err = %v, want code %d", err, attach.CodeIncompatibleVersion)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 }
 
 // B: GC removes every attachment not in cni.dev/valid-attachments and
@@ -473,20 +432,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.pod, func(t *testing.T) {
-			n := cnitest.NewNS(t)
-			_, err := e.do(call{verb: attach.VerbAdd, containerID: c.pod, netns: n.Path(), pod: "default/" + c.pod})
-			if err == nil {
-				t.Fatal("ADD succeeded")
-			}
-			if code := cniCode(err); code != c.code {
-				t.Errorf("code = %d, want %d (%v)", code, c.code, err)
-			}
-			for _, m := range c.mention {
-				if !strings.Contains(err.Error(), m) {
-					t.Errorf("error %q does not name %s", err, m)
-				}
-			}
-			e.assertClean(n)
+			wantRefused(t, e, "default/"+c.pod, c.code, c.mention...)
 		})
 	}
 	// Pod not found and invalid environment.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,10 +11,8 @@ import (
 
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/netstatus"
-	"github.com/plexus-cni/plexus/agent/resolve"
 	"github.com/plexus-cni/plexus/agent/selection"
 	"github.com/plexus-cni/plexus/agent/source"
-	"github.com/plexus-cni/plexus/agent/source/local"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
 
@@ -47,44 +44,15 @@ func (w *warnings) take() []string {
 // records warnings.
 func newModeEnv(t *testing.T, mode selection.Mode, mutate ...func(*attach.Config)) (*env, *warnings) {
 	t.Helper()
-	var cfg attach.Config
-	e := newEnv(t, "1.0.0", append(mutate, func(c *attach.Config) {
-		c.SelectionMode = mode
-		cfg = *c
-	})...)
 	w := &warnings{}
-	dir := &local.Dir{Path: e.manifests}
-	var err error
-	e.mgr, err = attach.New(attach.Options{
-		Config:   cfg,
-		Pods:     dir,
-		Resolver: &resolve.Resolver{NADs: dir, ConfDir: e.confDir},
-		Records:  e.records,
-		CacheDir: filepath.Join(e.dir, "cache"),
-		Reporter: w,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, w
-}
-
-func wantRefused(t *testing.T, e *env, pod string, code uint, names ...string) {
-	t.Helper()
-	n := cnitest.NewNS(t)
-	_, err := e.do(call{verb: attach.VerbAdd, containerID: "refused", netns: n.Path(), pod: pod})
-	if err == nil {
-		t.Fatalf("ADD %s succeeded, want it refused", pod)
-	}
-	if c := cniCode(err); c != code {
-		t.Errorf("ADD %s: code %d, want %d (%v)", pod, c, code, err)
-	}
-	for _, s := range names {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("ADD %s: error %q does not name %s", pod, err, s)
+	e := newEnv(t, "1.0.0", func(o *attach.Options) {
+		for _, m := range mutate {
+			m(&o.Config)
 		}
-	}
-	e.assertClean(n)
+		o.Config.SelectionMode = mode
+		o.Reporter = w
+	})
+	return e, w
 }
 
 // hostIP runs ip in the test's (host) namespace.

@@ -54,16 +54,13 @@ func TestDelDamagedRecord(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	e.bridgeNAD("default", "blue", "1.1.0", "10.225.0.0/24")
 	e.bridgeNAD("default", "red", "0.4.0", "10.226.0.0/24")
-	e.pod("default", "p", map[string]string{source.NetworksAnnotation: "blue,red"})
-	n := cnitest.NewNS(t)
-	e.add("c", n, "default/p")
+	n := e.addPod("blue,red")
 	kept := e.damage("c")
 
 	if _, err := e.do(call{verb: attach.VerbCheck, containerID: "c", netns: n.Path(), pod: "default/p"}); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("CHECK with a damaged record: %v, want an error saying so", err)
 	}
-	e.del("c", n, "default/p")
-	e.assertClean(n)
+	e.delPod(n)
 	if q := e.quarantined("c"); !slices.Equal(q, []string{string(kept)}) {
 		t.Errorf("damaged record moved aside as %q, want its bytes kept once", q)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/record"
 	"github.com/plexus-cni/plexus/agent/resolve"
+	"github.com/plexus-cni/plexus/agent/source"
 	"github.com/plexus-cni/plexus/agent/source/local"
 	"github.com/plexus-cni/plexus/internal/cnitest"
 )
@@ -37,8 +38,8 @@ type env struct {
 var envSeq atomic.Int32
 
 // newEnv builds an env whose cluster network is a bridge + host-local
-// conflist of the given CNI version.
-func newEnv(t *testing.T, clusterVersion string, mutate ...func(*attach.Config)) *env {
+// conflist of the given CNI version; mutate may change the Manager's options.
+func newEnv(t *testing.T, clusterVersion string, mutate ...func(*attach.Options)) *env {
 	t.Helper()
 	cnitest.RequireRoot(t)
 	e := &env{t: t, dir: t.TempDir(), plugins: cnitest.PluginDir(t)}
@@ -54,23 +55,23 @@ func newEnv(t *testing.T, clusterVersion string, mutate ...func(*attach.Config))
 	e.writeFile(filepath.Join(e.confDir, "10-cluster.conflist"), fmt.Sprintf(
 		`{"cniVersion":%q,"name":"cluster","plugins":[{"type":"bridge","bridge":"%s","isGateway":true,"ipam":{"type":"host-local","subnet":"10.%d.0.0/24","routes":[{"dst":"0.0.0.0/0"}],"dataDir":%q}},{"type":"portmap","capabilities":{"portMappings":true},"snat":false}]}`,
 		clusterVersion, e.bridge("c"), 100+envSeq.Load(), e.ipamDir))
-	cfg := attach.Config{ClusterNetwork: "cluster", BinDirs: []string{e.plugins}}
-	for _, m := range mutate {
-		m(&cfg)
-	}
 	var err error
 	e.records, err = record.Open(filepath.Join(e.dir, "records"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := &local.Dir{Path: e.manifests}
-	e.mgr, err = attach.New(attach.Options{
-		Config:   cfg,
+	opts := attach.Options{
+		Config:   attach.Config{ClusterNetwork: "cluster", BinDirs: []string{e.plugins}},
 		Pods:     dir,
 		Resolver: &resolve.Resolver{NADs: dir, ConfDir: e.confDir},
 		Records:  e.records,
 		CacheDir: filepath.Join(e.dir, "cache"),
-	})
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	e.mgr, err = attach.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +174,43 @@ func (e *env) del(id string, n ns.NetNS, pod string) {
 	if _, err := e.do(call{verb: attach.VerbDel, containerID: id, netns: n.Path(), pod: pod}); err != nil {
 		e.t.Fatalf("DEL %s: %v", pod, err)
 	}
+}
+
+// addPod writes pod default/p selecting networks and ADDs it as container
+// c in a new namespace.
+func (e *env) addPod(networks string) ns.NetNS {
+	e.t.Helper()
+	e.pod("default", "p", map[string]string{source.NetworksAnnotation: networks})
+	n := cnitest.NewNS(e.t)
+	e.add("c", n, "default/p")
+	return n
+}
+
+// delPod DELs container c of pod default/p and asserts nothing is left.
+func (e *env) delPod(n ns.NetNS) {
+	e.t.Helper()
+	e.del("c", n, "default/p")
+	e.assertClean(n)
+}
+
+// wantRefused asserts ADD of pod fails with code and an error naming each
+// of names, leaving nothing behind.
+func wantRefused(t *testing.T, e *env, pod string, code uint, names ...string) {
+	t.Helper()
+	n := cnitest.NewNS(t)
+	_, err := e.do(call{verb: attach.VerbAdd, containerID: "refused", netns: n.Path(), pod: pod})
+	if err == nil {
+		t.Fatalf("ADD %s succeeded, want it refused", pod)
+	}
+	if c := cniCode(err); c != code {
+		t.Errorf("ADD %s: code %d, want %d (%v)", pod, c, code, err)
+	}
+	for _, s := range names {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("ADD %s: error %q does not name %s", pod, err, s)
+		}
+	}
+	e.assertClean(n)
 }
 
 // allocations lists host-local allocations (files named after IPs).
