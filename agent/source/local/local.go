@@ -156,14 +156,7 @@ func splitDocuments(data []byte) [][]byte {
 
 // GetPod implements source.PodGetter.
 func (d *Dir) GetPod(_ context.Context, namespace, name string) (*source.Pod, error) {
-	objs, err := d.load()
-	if err != nil {
-		return nil, err
-	}
-	if p, ok := objs.pods[namespace+"/"+name]; ok {
-		return p, nil
-	}
-	return nil, notFound("pod", namespace, name, d.Path, objs.errs)
+	return lookup(d, "pod", namespace, name, func(o *objects) map[string]*source.Pod { return o.pods })
 }
 
 // Pod is the pod of "namespace/name", nil if the manifests have none.
@@ -208,23 +201,26 @@ func (d *Dir) Watch(ctx context.Context, interval time.Duration, changed func(*s
 
 // GetNAD implements source.NADGetter.
 func (d *Dir) GetNAD(_ context.Context, namespace, name string) (*nadv1.NetworkAttachmentDefinition, error) {
+	return lookup(d, "NetworkAttachmentDefinition", namespace, name,
+		func(o *objects) map[string]*nadv1.NetworkAttachmentDefinition { return o.nads })
+}
+
+// lookup finds namespace/name among the objects of one kind (picked by of)
+// in d's manifests.
+func lookup[T any](d *Dir, kind, namespace, name string, of func(*objects) map[string]*T) (*T, error) {
 	objs, err := d.load()
 	if err != nil {
 		return nil, err
 	}
-	if n, ok := objs.nads[namespace+"/"+name]; ok {
-		return n, nil
+	if obj, ok := of(objs)[namespace+"/"+name]; ok {
+		return obj, nil
 	}
-	return nil, notFound("NetworkAttachmentDefinition", namespace, name, d.Path, objs.errs)
-}
-
-func notFound(kind, namespace, name, dir string, errs []error) error {
-	err := fmt.Errorf("%s %s/%s not in %s: %w", kind, namespace, name, dir, source.ErrNotFound)
-	if len(errs) > 0 {
+	err = fmt.Errorf("%s %s/%s not in %s: %w", kind, namespace, name, d.Path, source.ErrNotFound)
+	if len(objs.errs) > 0 {
 		// A broken file may be the one that should have held it.
-		err = fmt.Errorf("%w (files that did not parse: %w)", err, errors.Join(errs...))
+		err = fmt.Errorf("%w (files that did not parse: %w)", err, errors.Join(objs.errs...))
 	}
-	return err
+	return nil, err
 }
 
 var _ source.NADGetter = (*Dir)(nil)
