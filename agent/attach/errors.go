@@ -33,11 +33,6 @@ const (
 	CodeAlreadyAttached uint = 104
 )
 
-// ForbiddenError is a namespace isolation violation.
-type ForbiddenError struct{ Msg string }
-
-func (e *ForbiddenError) Error() string { return e.Msg }
-
 // ToCNIError maps err to the CNI error object the shim prints: an explicit
 // code if one was attached, else one derived from the error's type. A
 // delegate's own error details are kept.
@@ -46,7 +41,7 @@ func ToCNIError(err error) *types.Error {
 	var coded *codedError
 	var selErr *selection.Error
 	var confErr *resolve.ConfigError
-	var forbidden *ForbiddenError
+	var forbidden *selection.ForbiddenError
 	var devErr *devices.Error
 	switch {
 	case errors.As(err, &coded):

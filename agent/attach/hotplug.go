@@ -235,6 +235,11 @@ func (m *Manager) attachOne(ctx context.Context, inv *invocation, pod *source.Po
 	if len(e.DefaultRoute) > 0 {
 		return e.Interface, &selection.Error{Pod: ref, Network: e.Key(), Field: "default-route", Reason: "the default route of a running pod is not hot-plugged; recreate the pod to move it"}
 	}
+	// Checked per element, not for the whole annotation as at ADD: one
+	// forbidden network fails its own attach only.
+	if err := m.policy().CheckIsolation(ref, e.Namespace, e.Name, "network selection"); err != nil {
+		return e.Interface, err
+	}
 	taken := map[string]bool{}
 	var held []devices.Request
 	for _, a := range rec.Attachments {

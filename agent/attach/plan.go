@@ -85,7 +85,7 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 		elems = append(elems, e[0])
 	}
 	fromAdmin := len(elems)
-	selected, selWarnings, err := selection.Options{Mode: m.cfg.SelectionMode}.Parse(ref, pod.Annotations[source.NetworksAnnotation])
+	selected, selWarnings, err := m.policy().Networks(ref, pod.Annotations[source.NetworksAnnotation])
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,8 @@ func (m *Manager) plan(ctx context.Context, inv *invocation, pod *source.Pod) ([
 }
 
 // planElements plans an attachment for each element, the first fromAdmin
-// of them the agent's defaultNetworks (exempt from namespace isolation).
+// of them the agent's defaultNetworks (the others have passed namespace
+// isolation: Policy.Networks).
 // taken holds the interface names in use and gets the new ones; name
 // gives the interface of the i-th element that names none.
 func (m *Manager) planElements(ctx context.Context, pod *source.Pod, elems []selection.Element, fromAdmin int, taken map[string]bool, name func(i int) string, warnings *[]string) ([]planned, error) {
@@ -120,8 +121,6 @@ func (m *Manager) planElements(ctx context.Context, pod *source.Pod, elems []sel
 		origin := record.OriginSelection
 		if i < fromAdmin {
 			origin = record.OriginDefault
-		} else if err := m.checkIsolation(pod, e.Namespace, e.Name, "network selection"); err != nil {
-			return nil, err
 		}
 		net, err := m.resolver.NAD(ctx, e.Namespace, e.Name)
 		if err != nil {
@@ -280,8 +279,7 @@ func withCapArg(args map[string]any, key string, value any) map[string]any {
 func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings *[]string) (net *resolve.Network, origin string, err error) {
 	if pod != nil {
 		ref := selection.PodRef{Namespace: pod.Namespace, Name: pod.Name}
-		o := selection.Options{Mode: m.cfg.SelectionMode, Namespace: m.cfg.SystemNamespace}
-		override, w, err := o.ParseDefaultNetwork(ref, pod.Annotations[source.DefaultNetworkAnnotation])
+		override, w, err := m.policy().DefaultNetwork(ref, pod.Annotations[source.DefaultNetworkAnnotation])
 		if err != nil {
 			return nil, "", err
 		}
@@ -289,14 +287,6 @@ func (m *Manager) primaryNetwork(ctx context.Context, pod *source.Pod, warnings 
 			*warnings = append(*warnings, fmt.Sprintf("pod %s: %s annotation, %s", ref, source.DefaultNetworkAnnotation, w))
 		}
 		if override != nil {
-			// Unlike Multus, isolation applies to the override too; the
-			// system namespace's networks are the admin's alternatives
-			// to the cluster network and stay allowed.
-			if override.Namespace != m.cfg.SystemNamespace {
-				if err := m.checkIsolation(pod, override.Namespace, override.Name, source.DefaultNetworkAnnotation); err != nil {
-					return nil, "", err
-				}
-			}
 			net, err := m.resolver.NAD(ctx, override.Namespace, override.Name)
 			if err != nil {
 				return nil, "", fmt.Errorf("pod %s: resolve default network override %s: %w", ref, override.Key(), err)
@@ -347,14 +337,11 @@ func (m *Manager) clusterNetwork(ctx context.Context) (*resolve.Network, error) 
 	return net, nil
 }
 
-// checkIsolation enforces namespaceIsolation: a pod may use NADs of its own
-// namespace and of the global namespaces only.
-func (m *Manager) checkIsolation(pod *source.Pod, nadNamespace, nadName, what string) error {
-	if !m.cfg.NamespaceIsolation || nadNamespace == pod.Namespace || slices.Contains(m.cfg.GlobalNamespaces, nadNamespace) {
-		return nil
-	}
-	return &ForbiddenError{Msg: fmt.Sprintf("pod %s/%s: %s names NetworkAttachmentDefinition %s/%s of another namespace, which namespace isolation forbids (allowed: %s, %s)",
-		pod.Namespace, pod.Name, what, nadNamespace, nadName, pod.Namespace, strings.Join(m.cfg.GlobalNamespaces, ", "))}
+// policy is how the pod's annotations are read: the same
+// selection.Policy the admission webhook applies.
+func (m *Manager) policy() selection.Policy {
+	return selection.Policy{Mode: m.cfg.SelectionMode, SystemNamespace: m.cfg.SystemNamespace,
+		NamespaceIsolation: m.cfg.NamespaceIsolation, GlobalNamespaces: m.cfg.GlobalNamespaces}
 }
 
 // capabilityArgs routes the selection's runtime keys to runtimeConfig and

@@ -226,3 +226,10 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// SelectionPolicy is how pods' annotations are read under this
+// configuration: by the agent and by the admission webhook alike.
+func (c *Config) SelectionPolicy() selection.Policy {
+	return selection.Policy{Mode: c.SelectionMode, SystemNamespace: c.SystemNamespace,
+		NamespaceIsolation: c.NamespaceIsolation, GlobalNamespaces: c.GlobalNamespaces}
+}

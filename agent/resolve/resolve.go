@@ -17,6 +17,8 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/version"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/plexus-cni/plexus/agent/source"
 )
@@ -61,7 +63,11 @@ func (r *Resolver) NAD(ctx context.Context, namespace, name string) (*Network, e
 	if err != nil {
 		return nil, fmt.Errorf("get NetworkAttachmentDefinition %s: %w", key, err)
 	}
-	net := &Network{Name: key, ResourceName: nad.Annotations[source.ResourceNameAnnotation]}
+	rn, err := ResourceName(nad)
+	if err != nil {
+		return nil, err
+	}
+	net := &Network{Name: key, ResourceName: rn}
 	if strings.TrimSpace(nad.Spec.Config) == "" {
 		list, err := r.confByName(name)
 		if err != nil {
@@ -76,6 +82,31 @@ func (r *Resolver) NAD(ctx context.Context, namespace, name string) (*Network, e
 	}
 	net.Config = list
 	return net, nil
+}
+
+// ResourceName is the device resource the NAD's
+// k8s.v1.cni.cncf.io/resourceName names, "" for none. A value that cannot
+// be a Kubernetes extended resource (domain/name) is a ConfigError: no pod
+// could have been allocated a device of it.
+func ResourceName(nad *nadv1.NetworkAttachmentDefinition) (string, error) {
+	rn, ok := nad.Annotations[source.ResourceNameAnnotation]
+	if !ok {
+		return "", nil
+	}
+	// Kubernetes' own rule for extended resources: a qualified name with
+	// a domain, also as the quota's "requests.<name>".
+	errs := validation.IsQualifiedName(rn)
+	if len(errs) == 0 && !strings.Contains(rn, "/") {
+		errs = []string{"must have a domain prefix (e.g. example.com/device)"}
+	}
+	if len(errs) == 0 {
+		errs = validation.IsQualifiedName("requests." + rn)
+	}
+	if len(errs) > 0 {
+		return "", &ConfigError{Network: nad.Namespace + "/" + nad.Name, Field: "metadata.annotations." + source.ResourceNameAnnotation,
+			Reason: fmt.Sprintf("%q is not an extended resource name: %s", rn, strings.Join(errs, "; "))}
+	}
+	return rn, nil
 }
 
 // ConfName resolves a configuration in ConfDir by its network name.

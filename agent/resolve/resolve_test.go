@@ -631,3 +631,30 @@ func TestConfigErrorMessage(t *testing.T) {
 		t.Errorf("%q mentions a field", noField)
 	}
 }
+
+func TestResourceName(t *testing.T) {
+	for _, tt := range []struct {
+		value, want string
+		bad         bool
+	}{
+		{value: "intel.com/sriov_net", want: "intel.com/sriov_net"},
+		{value: "example.com/vf-1", want: "example.com/vf-1"},
+		{value: "sriov", bad: true},
+		{value: "intel.com/", bad: true},
+		{value: "/sriov", bad: true},
+		{value: "intel.com/sriov net", bad: true},
+		{value: "a/b/c", bad: true},
+		{value: "", bad: true},
+	} {
+		n := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "n",
+			Annotations: map[string]string{source.ResourceNameAnnotation: tt.value}}}
+		got, err := resolve.ResourceName(n)
+		var ce *resolve.ConfigError
+		if tt.bad != errors.As(err, &ce) || got != tt.want {
+			t.Errorf("ResourceName(%q) = %q, %v; want %q, error %v", tt.value, got, err, tt.want, tt.bad)
+		}
+	}
+	if got, err := resolve.ResourceName(&nadv1.NetworkAttachmentDefinition{}); got != "" || err != nil {
+		t.Errorf("no annotation: %q, %v", got, err)
+	}
+}
