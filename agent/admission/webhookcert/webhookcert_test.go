@@ -373,14 +373,14 @@ func testRotation(t *testing.T, e *env) {
 	var urls []string
 	for range 2 {
 		m := newManager(t, e.api.Config(apiservertest.AdminToken), ns, "tls", name)
-		m.CAValidity, m.ServingValidity = 8*time.Second, 3*time.Second
+		m.CAValidity, m.ServingValidity = 9*time.Second, 4*time.Second
 		run(t, m)
 		urls = append(urls, serve(t, m))
 		e.ready(t, m, name)
 	}
 	leaves, issuers, maxBundle := map[string]bool{}, map[string]bool{}, 0
 	deadline := time.Now().Add(60 * time.Second)
-	for len(issuers) < 3 || len(leaves) < 6 {
+	for len(issuers) < 2 || len(leaves) < 4 {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 60s: %d serving certificates by %d CAs seen", len(leaves), len(issuers))
 		}
@@ -503,4 +503,22 @@ func TestAPIServerRestart(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestRunRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
+	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
+	for _, c := range []struct {
+		name string
+		m    *webhookcert.Manager
+	}{
+		{"no Secret", &webhookcert.Manager{Config: cfg, Namespace: "ns", Service: svc}},
+		{"RenewFraction 1", &webhookcert.Manager{Config: cfg, Namespace: "ns", Service: svc, SecretName: "tls", RenewFraction: 1}},
+		{"CheckInterval too long", &webhookcert.Manager{Config: cfg, Namespace: "ns", Service: svc, SecretName: "tls",
+			ServingValidity: 3 * time.Second, CheckInterval: time.Second}},
+	} {
+		if err := c.m.Run(context.Background()); err == nil {
+			t.Errorf("%s: Run returned nil", c.name)
+		}
+	}
 }
