@@ -8,12 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/plexus-cni/plexus/agent/admission/webhookcert"
 	"github.com/plexus-cni/plexus/agent/config"
 )
 
@@ -27,8 +31,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/etc/plexus/agent.yaml", "the agent's configuration file (systemNamespaces, namespaceIsolation, globalNamespaces, selectionMode, systemNamespace, kubernetes.*)")
 	listen := fs.String("listen", ":8443", "HTTPS address of /mutate, /validate, /healthz, /readyz and /metrics")
-	certFile := fs.String("tls-cert-file", "/etc/plexus/webhook/tls.crt", "serving certificate (PEM)")
-	keyFile := fs.String("tls-key-file", "/etc/plexus/webhook/tls.key", "serving certificate's key (PEM)")
+	certFile := fs.String("tls-cert-file", "/etc/plexus/webhook/tls.crt", "serving certificate (PEM), when --tls-secret is not set")
+	keyFile := fs.String("tls-key-file", "/etc/plexus/webhook/tls.key", "serving certificate's key (PEM), when --tls-secret is not set")
+	secret := fs.String("tls-secret", "", "manage the CA and serving certificate in this Secret of --namespace (created and rotated, shared by the replicas) and keep the caBundle of --webhook-configuration up to date, instead of reading files")
+	namespace := fs.String("namespace", os.Getenv("POD_NAMESPACE"), "the webhook's namespace: its Secret and Service (default $POD_NAMESPACE)")
+	service := fs.String("service", "plexus-webhook", "the webhook's Service, whose names the serving certificate carries")
+	webhookConfig := fs.String("webhook-configuration", "plexus-webhook", "name of the Mutating- and ValidatingWebhookConfiguration whose caBundle is kept up to date")
+	sans := fs.String("tls-extra-sans", "", "with --tls-secret: comma-separated DNS names or IPs the serving certificate carries besides the Service's")
 	downward := fs.Bool("downward-api", true, "add the podnetinfo Downward API volume (the pod's annotations at "+PodNetInfoPath+") to mutated pods")
 	timeout := fs.Duration("lookup-timeout", DefaultLookupTimeout, "bound of each API look-up (NADs, the pod list)")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -60,9 +69,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-	if err != nil {
-		return fmt.Errorf("serving certificate: %w", err)
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	var certs *webhookcert.Manager
+	if *secret != "" {
+		certs = &webhookcert.Manager{Config: restCfg, Namespace: *namespace, Service: *service, SecretName: *secret,
+			MutatingWebhookConfiguration: *webhookConfig, ValidatingWebhookConfiguration: *webhookConfig, Log: log}
+		if *sans != "" {
+			certs.ExtraSANs = strings.Split(*sans, ",")
+		}
+		tlsConfig.GetCertificate = certs.GetCertificate
+	} else {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("serving certificate: %w", err)
+		}
+		tlsConfig.Certificates = []tls.Certificate{cert}
 	}
 	cluster := &Cluster{Client: client}
 	h := &Handler{
@@ -74,7 +95,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("webhook listener: %w", err)
 	}
 	log.Info("plexus webhook serving", "address", l.Addr().String(), "config", *configPath, "version", Version)
-	return NewServer(h, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, log).Serve(ctx, l)
+	// One group: the certificate manager failing stops the server, and
+	// the process exits non-zero for its Deployment to restart it.
+	g, gctx := errgroup.WithContext(ctx)
+	if certs != nil {
+		g.Go(func() error { return certs.Run(gctx) })
+	}
+	g.Go(func() error { return NewServer(h, tlsConfig, log).Serve(gctx, l) })
+	return g.Wait()
 }
 
 func restConfig(cfg *config.Config) (*rest.Config, error) {

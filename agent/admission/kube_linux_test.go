@@ -2,6 +2,9 @@ package admission_test
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -270,5 +273,75 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The command with --tls-secret, against a real kube-apiserver: its
+// certificate manager creates the CA and serving certificate and fills
+// the caBundle the webhooks were registered without, after which the API
+// server calls it over TLS (a pod's device resources injected); the
+// command stops with its context.
+func TestRunManagedTLS(t *testing.T) {
+	api := apiservertest.Start(t)
+	ctx := context.Background()
+	cfg := api.Config(apiservertest.AdminToken)
+	if err := apiservertest.ApplyFile(ctx, cfg, "../../deploy/crds/network-attachment-definitions.yaml", false); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	nads := nadclient.NewForConfigOrDie(cfg).K8sCniCncfIoV1()
+	for _, ns := range []string{"apps", "plexus-system"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const res = "example.com/vf"
+	waitFor(t, "the NAD CRD served", func() bool {
+		n := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "vf", Annotations: map[string]string{source.ResourceNameAnnotation: res}},
+			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"1.0.0","type":"sriov"}`}}
+		_, err := nads.NetworkAttachmentDefinitions("apps").Create(ctx, n, metav1.CreateOptions{})
+		return err == nil
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	registerWebhooks(t, kube, "https://"+addr, nil)
+
+	dir := t.TempDir()
+	agentYAML := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(agentYAML, []byte("clusterNetwork: cluster\nkubernetes: {kubeconfig: "+api.Kubeconfig(t, apiservertest.AdminToken)+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- admission.Run(runCtx, []string{"--config", agentYAML, "--listen", addr, "--tls-secret", "plexus-webhook-tls",
+			"--namespace", "plexus-system", "--webhook-configuration", "plexus", "--tls-extra-sans", "127.0.0.1"}, os.Stderr, os.Stderr)
+	}()
+	waitFor(t, "a pod's resources injected through the managed certificate", func() bool {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web", Annotations: map[string]string{source.NetworksAnnotation: "vf,vf"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+		p, err := kube.CoreV1().Pods("apps").Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false
+		}
+		q := p.Spec.Containers[0].Resources.Limits[corev1.ResourceName(res)]
+		return q.Value() == 2
+	})
+	secret, err := kube.CoreV1().Secrets("plexus-system").Get(ctx, "plexus-webhook-tls", metav1.GetOptions{})
+	if err != nil || len(secret.Data[corev1.TLSCertKey]) == 0 {
+		t.Errorf("the managed Secret: %v, %d bytes of certificate", err, len(secret.Data[corev1.TLSCertKey]))
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("Run did not return within 15 s of its context ending")
 	}
 }
