@@ -14,11 +14,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/plexus-cni/plexus/agent/admission/webhookcert"
 	"github.com/plexus-cni/plexus/agent/config"
+	"github.com/plexus-cni/plexus/agent/kube"
 )
 
 // Version is the webhook's build version, set by the linker.
@@ -61,10 +60,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	restCfg, err := restConfig(cfg)
+	restCfg, err := kube.RESTConfig(cfg.Kubernetes, "plexus-webhook/"+Version)
 	if err != nil {
 		return err
 	}
+	// A look-up that the lookup timeout abandoned must not linger either.
+	restCfg.Timeout = time.Minute
 	client, err := metadata.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -103,22 +104,4 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	g.Go(func() error { return NewServer(h, tlsConfig, log).Serve(gctx, l) })
 	return g.Wait()
-}
-
-func restConfig(cfg *config.Config) (*rest.Config, error) {
-	var c *rest.Config
-	var err error
-	if cfg.Kubernetes.Kubeconfig != "" {
-		c, err = clientcmd.BuildConfigFromFlags("", cfg.Kubernetes.Kubeconfig)
-	} else {
-		c, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
-	}
-	c.UserAgent = "plexus-webhook/" + Version
-	c.QPS, c.Burst = cfg.Kubernetes.QPS, cfg.Kubernetes.Burst
-	// A look-up that the lookup timeout abandoned must not linger either.
-	c.Timeout = time.Minute
-	return c, nil
 }

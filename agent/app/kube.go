@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/plexus-cni/plexus/agent/attach"
 	"github.com/plexus-cni/plexus/agent/config"
@@ -33,17 +31,10 @@ func newKubeManager(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 	if node == "" {
 		return nil, nil, nil, nil, fmt.Errorf("kubernetes.nodeName is not set and NODE_NAME is empty: the agent must know its node")
 	}
-	var restCfg *rest.Config
-	if cfg.Kubernetes.Kubeconfig != "" {
-		restCfg, err = clientcmd.BuildConfigFromFlags("", cfg.Kubernetes.Kubeconfig)
-	} else {
-		restCfg, err = rest.InClusterConfig()
-	}
+	restCfg, err := kube.RESTConfig(cfg.Kubernetes, "plexus-agent/"+Version)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
+		return nil, nil, nil, nil, err
 	}
-	restCfg.UserAgent = "plexus-agent/" + Version
-	restCfg.QPS, restCfg.Burst = cfg.Kubernetes.QPS, cfg.Kubernetes.Burst
 	client, err := kube.NewClient(restCfg)
 	if err != nil {
 		return nil, nil, nil, nil, err

@@ -13,7 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/flowcontrol"
+
+	"github.com/plexus-cni/plexus/agent/config"
 )
 
 // Client is the agent's API client: one REST client per API group it uses,
@@ -111,4 +114,23 @@ func (c *Client) DaemonSetMeta(ctx context.Context, namespace, name string) (*me
 		return nil, fmt.Errorf("decode DaemonSet %s/%s: %w", namespace, name, err)
 	}
 	return &ds.ObjectMeta, nil
+}
+
+// RESTConfig is the client configuration of k (agent.yaml's kubernetes
+// section): its kubeconfig, or the pod's ServiceAccount when it names
+// none, with its rate limit, for the component userAgent names.
+func RESTConfig(k config.Kubernetes, userAgent string) (*rest.Config, error) {
+	var c *rest.Config
+	var err error
+	if k.Kubeconfig != "" {
+		c, err = clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	} else {
+		c, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	c.UserAgent = userAgent
+	c.QPS, c.Burst = k.QPS, k.Burst
+	return c, nil
 }
