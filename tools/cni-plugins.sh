@@ -18,11 +18,14 @@ for p in "${plugins[@]}"; do
   [ -x "$dir/$(basename "$p")" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "building ${#missing[@]} reference CNI plugins $version into $dir" >&2
+  echo "building ${#missing[@]} reference CNI plugins $version into $dir: ${missing[*]##*/}" >&2
   mkdir -p "$dir"
+  # One go install for all of them: the module is resolved, downloaded and
+  # its shared packages compiled once, not once per plugin.
+  pkgs=()
   for p in "${missing[@]}"; do
-    GOBIN="$dir" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-      go install "github.com/containernetworking/plugins/plugins/$p@$version" >&2
+    pkgs+=("github.com/containernetworking/plugins/plugins/$p@$version")
   done
+  GOBIN="$dir" CGO_ENABLED=0 GOFLAGS=-buildvcs=false go install "${pkgs[@]}" >&2
 fi
 echo "$dir"
