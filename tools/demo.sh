@@ -4,16 +4,21 @@
 # and the reference CNI plugins, pings between them over every network,
 # prints their network-status, deletes them and shows nothing is left.
 #
-#   sudo tools/demo.sh            set up (packages, build, plugins) and run
-#   sudo tools/demo.sh --no-setup run with what is already built
+#   tools/demo.sh            set up what the demo needs (tools/setup.sh --demo), build, run
+#   tools/demo.sh --no-setup run with what is already installed
 #
-# Exits non-zero if any step or check fails. Cleans up on every exit.
+# As root, or through sudo (tools/as-root.sh). Exits non-zero if any step or
+# check fails. Cleans up on every exit and prints how long it all took.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
-root=$(pwd)
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+fail() { echo "DEMO FAILED: $*" >&2; exit 1; }
 
 if [ "${1:-}" != "--no-setup" ]; then
-  tools/setup.sh
+  step "set up: Debian packages, Go, the reference CNI plugins (tools/setup.sh --demo)"
+  tools/setup.sh --demo
 fi
 export PATH="/usr/local/go/bin:$PATH"
 plugins=$(tools/cni-plugins.sh)
@@ -23,20 +28,20 @@ pods=(plexus-demo-a plexus-demo-b)
 agent_pid=""
 
 cleanup() {
+  local rc=$?
   set +e
   [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
   for p in "${pods[@]}"; do ip netns del "$p" 2>/dev/null; done
   for l in pxdemo-up0 pxdemo0 pxdemo2; do ip link del "$l" 2>/dev/null; done
   rm -rf "$work"
+  echo "tools/demo.sh: $((SECONDS / 60)) min $((SECONDS % 60)) s in all" >&2
+  return "$rc"
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-fail() { echo "DEMO FAILED: $*" >&2; exit 1; }
-
-step "build plexus (shim, agent) and the runtime stand-in"
+step "build plexus (the C shim), plexus-agent and cniexec, the runtime stand-in (tools/build.sh)"
 mkdir -p "$work/bin" "$work/runtime-bin"
-tools/build.sh "$work/bin"
+tools/build.sh "$work/bin" plexus plexus-agent cniexec
 cp "$work/bin/plexus" "$work/runtime-bin/plexus"
 
 step "configure: cluster network, two NADs, two pods"

@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # Installs what building, the demo and the tests need on a Debian bookworm
-# machine (run as root), and builds the reference CNI plugins into the cache.
+# machine, and builds the reference CNI plugins into the cache. Runs as root
+# (through sudo when not root: tools/as-root.sh).
+#
+#   tools/setup.sh          everything tools/test.sh and tools/cluster need
+#                           (Bazel, etcd, Kubernetes, containerd: ~12 min cold)
+#   tools/setup.sh --demo   only what tools/demo.sh needs (~1-2 min cold)
+#
 # Idempotent: installed packages and cached builds are skipped.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
 
-need_root() {
-  if [ "$(id -u)" != 0 ]; then
-    echo "tools/setup.sh: run as root (it installs packages and the tests need network namespaces)" >&2
-    exit 1
-  fi
-}
-need_root
+demo=""
+case "${1:-}" in
+  "") ;;
+  --demo) demo=1 ;;
+  *) echo "usage: tools/setup.sh [--demo]" >&2; exit 2 ;;
+esac
 
-# Debian packages: network tooling for the demo and the tests, gcc and a
-# static libc for the C shim (cni/plexus), protoc for the generated-code
-# check, a registry for the image push test, runc for the end-to-end cluster. tools/setup-bazel.sh installs Bazel.
-packages=(iproute2 iptables iputils-ping gcc libc6-dev protobuf-compiler ca-certificates git docker-registry runc)
+# Debian packages. The demo: ip and ping, gcc and a static libc for the C
+# shim (tools/build-shim.sh), CA certificates for the Go module proxy.
+demo_packages=(iproute2 iputils-ping gcc libc6-dev ca-certificates)
+# The tests on top: iptables, protoc for the generated-code check, git, a
+# registry for the image push test, runc for the end-to-end cluster.
+# tools/setup-bazel.sh installs Bazel.
+test_packages=(iptables protobuf-compiler git docker-registry runc)
+packages=("${demo_packages[@]}")
+[ -n "$demo" ] || packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,8 +46,13 @@ if ! command -v go >/dev/null 2>&1; then
     exit 1
   fi
 fi
-tools/setup-bazel.sh
+if [ -z "$demo" ]; then
+  tools/setup-bazel.sh
+fi
 tools/cni-plugins.sh >/dev/null
+if [ -n "$demo" ]; then
+  exit 0
+fi
 # etcd, the Kubernetes binaries and containerd for the Kubernetes-mode and
 # end-to-end tests (cached by version; ~12 min cold on 2 cores, progress on
 # stderr).

@@ -7,8 +7,9 @@
 # Every stage is called, never probed for: a missing or broken script fails
 # the run.
 #
-#   sudo tools/test.sh
+#   tools/test.sh    as root, or through sudo (tools/as-root.sh)
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 section() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
