@@ -13,15 +13,15 @@ set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m (%ss)\n' "$*" "$SECONDS"; }
 fail() { echo "DEMO FAILED: $*" >&2; exit 1; }
 
 if [ "${1:-}" != "--no-setup" ]; then
-  step "set up: Debian packages, Go, the reference CNI plugins (tools/setup.sh --demo)"
+  step "set up: Debian packages, Go, the demo's reference CNI plugins (tools/setup.sh --demo)"
   tools/setup.sh --demo
 fi
 export PATH="/usr/local/go/bin:$PATH"
-plugins=$(tools/cni-plugins.sh)
+plugins=$(tools/cni-plugins.sh --demo)
 
 work=$(mktemp -d /tmp/plexus-demo.XXXXXX)
 pods=(plexus-demo-a plexus-demo-b)

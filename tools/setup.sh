@@ -49,10 +49,11 @@ fi
 if [ -z "$demo" ]; then
   tools/setup-bazel.sh
 fi
-tools/cni-plugins.sh >/dev/null
 if [ -n "$demo" ]; then
+  tools/cni-plugins.sh --demo >/dev/null
   exit 0
 fi
+tools/cni-plugins.sh >/dev/null
 # etcd, the Kubernetes binaries and containerd for the Kubernetes-mode and
 # end-to-end tests (cached by version; ~12 min cold on 2 cores, progress on
 # stderr).
