@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/metadata"
 
 	"github.com/plexus-cni/plexus/agent/admission/webhookcert"
@@ -28,7 +29,7 @@ var Version = "dev"
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("plexus-webhook", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "/etc/plexus/agent.yaml", "the agent's configuration file (systemNamespaces, namespaceIsolation, globalNamespaces, selectionMode, systemNamespace, kubernetes.*)")
+	configPath := fs.String("config", "/etc/plexus/agent.yaml", "the agent's configuration file (systemNamespaces, namespaceIsolation, globalNamespaces, selectionMode, systemNamespace, kubernetes.kubeconfig)")
 	listen := fs.String("listen", ":8443", "HTTPS address of /mutate, /validate, /healthz, /readyz and /metrics")
 	certFile := fs.String("tls-cert-file", "/etc/plexus/webhook/tls.crt", "serving certificate (PEM), when --tls-secret is not set")
 	keyFile := fs.String("tls-key-file", "/etc/plexus/webhook/tls.key", "serving certificate's key (PEM), when --tls-secret is not set")
@@ -60,12 +61,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	restCfg, err := kube.RESTConfig(cfg.Kubernetes, "plexus-webhook/"+Version)
+	restCfg, err := restConfig(cfg)
 	if err != nil {
 		return err
 	}
-	// A look-up that the lookup timeout abandoned must not linger either.
-	restCfg.Timeout = time.Minute
 	client, err := metadata.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -104,4 +103,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	g.Go(func() error { return NewServer(h, tlsConfig, log).Serve(gctx, l) })
 	return g.Wait()
+}
+
+// restConfig is the webhook's client configuration: agent.yaml's
+// kubernetes section without its rate limit.
+func restConfig(cfg *config.Config) (*rest.Config, error) {
+	c, err := kube.RESTConfig(cfg.Kubernetes, "plexus-webhook/"+Version)
+	if err != nil {
+		return nil, err
+	}
+	// No client-side rate limit (a negative QPS): each look-up serves a
+	// request the API server has already admitted through its priority
+	// and fairness, which protects it from the webhook as from any client.
+	// The agent's kubernetes.qps and burst are one node's budget; here
+	// they held a burst of 50 networked pod creates for seconds
+	// (docs/benchmarks.md, admission).
+	c.QPS = -1
+	// A look-up that the lookup timeout abandoned must not linger either.
+	c.Timeout = time.Minute
+	return c, nil
 }
