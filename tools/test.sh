@@ -45,10 +45,10 @@ section "go test (root tests on real namespaces, real plugins; the daemons under
 # Root-only tests fail instead of skipping here: a broken setup must not pass.
 export PLEXUS_REQUIRE_ROOT_TESTS=1 PLEXUS_CNI_BIN_DIR="$plugins"
 go test -count=1 -race ./agent/... ./deviceplugin/...
-# The burst, scale and hotplug benchmarks are tests only to reach
+# The burst, scale, hotplug and admission benchmarks are tests only to reach
 # apiservertest; they skip unless asked for, so they are left out here rather
 # than skipped (tools/bench/kube.sh runs them; Bazel tags them manual).
-go test -count=1 $(go list ./... | grep -v -e /agent/ -e /deviceplugin/ -e '/tools/bench/burst$' -e '/tools/bench/scale$' -e '/tools/bench/hotplug$')
+go test -count=1 $(go list ./... | grep -v -e /agent/ -e /deviceplugin/ -e '/tools/bench/burst$' -e '/tools/bench/scale$' -e '/tools/bench/hotplug$' -e '/tools/bench/admission$')
 
 section "the C shim's tests again, under AddressSanitizer and UBSan"
 asan_dir=$(mktemp -d /tmp/plexus-shim-asan.XXXXXX)

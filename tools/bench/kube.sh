@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs one of the Kubernetes-mode benchmarks (tools/bench/burst, scale,
-# hotplug; see burst.sh, scale.sh, hotplug.sh for what each measures and
-# its knobs): builds the
+# hotplug, admission; see burst.sh, scale.sh, hotplug.sh, admission.sh for
+# what each measures and its knobs): builds the
 # binaries as shipped (tools/build.sh: static, stripped) and the reference
 # plugins, then runs the benchmark's test with its gate set. Needs root and
 # the cluster binaries (tools/cluster/build-binaries.sh).
 #
-#   sudo tools/bench/kube.sh burst|scale|hotplug
+#   sudo tools/bench/kube.sh burst|scale|hotplug|admission
 set -euo pipefail
 
-name="${1:?usage: kube.sh burst|scale|hotplug}"
-case "$name" in burst | scale | hotplug) ;; *) echo "kube.sh: unknown benchmark $name" >&2; exit 2 ;; esac
+name="${1:?usage: kube.sh burst|scale|hotplug|admission}"
+case "$name" in burst | scale | hotplug | admission) ;; *) echo "kube.sh: unknown benchmark $name" >&2; exit 2 ;; esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
