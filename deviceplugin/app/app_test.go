@@ -52,13 +52,13 @@ pools:
   selectors: [{drivers: [vfio-pci]}]
 `
 
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "dp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
+// setup is what a daemon test starts from: the fake tree, pools.yaml with
+// config, and a fake kubelet in the plugin dir.
+func setup(t *testing.T) (tr *sysfstest.Tree, dir, cfgPath string, kubelet *kubelettest.Kubelet) {
+	t.Helper()
+	tr, dir, cfgPath = tree(t), kubelettest.ShortDir(t), filepath.Join(t.TempDir(), "pools.yaml")
+	writeConfig(t, cfgPath, config)
+	return tr, dir, cfgPath, kubelettest.Start(t, dir)
 }
 
 func writeConfig(t *testing.T, path, body string) {
@@ -256,12 +256,8 @@ func (d *daemon) stop(timeout time.Duration) error {
 // registration, a kubelet restart, a live config reload (good and bad),
 // and shutdown.
 func TestRunLifecycle(t *testing.T) {
-	tr := tree(t)
-	dir := shortDir(t)
-	cfgPath := filepath.Join(t.TempDir(), "pools.yaml")
-	writeConfig(t, cfgPath, config)
-	kubelet := kubelettest.Start(t, dir)
-	regDir := filepath.Join(shortDir(t), "plugins_registry")
+	tr, dir, cfgPath, kubelet := setup(t)
+	regDir := filepath.Join(kubelettest.ShortDir(t), "plugins_registry")
 	baseline := runtime.NumGoroutine()
 
 	// No polling: the daemon hears of kubelet restarts and config changes
@@ -459,11 +455,7 @@ func TestRunDryRunWithoutPCIIDs(t *testing.T) {
 // in place (same socket, no new Register), and the other pool is left
 // alone.
 func TestRediscoverHotplug(t *testing.T) {
-	tr := tree(t)
-	dir := shortDir(t)
-	cfgPath := filepath.Join(t.TempDir(), "pools.yaml")
-	writeConfig(t, cfgPath, config)
-	kubelet := kubelettest.Start(t, dir)
+	tr, dir, cfgPath, kubelet := setup(t)
 	d := startDaemon(t, tr, cfgPath, dir, "--devinfo-dir", "", "--rediscover-interval", "100ms")
 	ctx := d.ctx
 	if got := registered(t, kubelet, d, 0, startedUp); !slices.Equal(got, []string{"plexus.io/dpdk", "plexus.io/net"}) {
@@ -476,18 +468,12 @@ func TestRediscoverHotplug(t *testing.T) {
 	c := kubelettest.Dial(t, netSock)
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	defer scancel()
-	stream, err := c.ListAndWatch(sctx, &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
+	stream := kubelettest.ListAndWatch(t, sctx, c)
+	devs := kubelettest.Next(t, stream)
+	if len(devs) != 2 {
+		t.Fatalf("initial net pool %d devices, want 2", len(devs))
 	}
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Devices) != 2 {
-		t.Fatalf("initial net pool %d devices, want 2", len(resp.Devices))
-	}
-	held := resp.Devices[0].ID
+	held := devs[0].ID
 	if _, err := c.Allocate(sctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{held}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -499,13 +485,11 @@ func TestRediscoverHotplug(t *testing.T) {
 			Ifname: fmt.Sprintf("ens1f0v%d", i), NUMANode: 0, IOMMUGroup: 30 + i, UIO: -1})
 	}
 	tr.AddVFs("0000:3b:00.0", vfs)
-	for len(resp.Devices) != 4 {
-		if resp, err = stream.Recv(); err != nil {
-			t.Fatalf("ListAndWatch after hot-plug: %v", err)
-		}
+	for len(devs) != 4 {
+		devs = kubelettest.Next(t, stream)
 	}
 	ids := map[string]string{}
-	for _, d := range resp.Devices {
+	for _, d := range devs {
 		ids[d.ID] = d.Health
 	}
 	for _, id := range []string{held, vfs[0].Address, vfs[1].Address} {

@@ -35,11 +35,8 @@ type heldSetup struct {
 }
 
 func newHeldSetup(t *testing.T) *heldSetup {
-	s := &heldSetup{tr: tree(t), dir: shortDir(t), cfgPath: filepath.Join(t.TempDir(), "pools.yaml"),
-		devinfoDir: filepath.Join(t.TempDir(), "devinfo")}
-	s.podResSock = filepath.Join(shortDir(t), "kubelet.sock")
-	writeConfig(t, s.cfgPath, config)
-	s.kubelet = kubelettest.Start(t, s.dir)
+	s := &heldSetup{devinfoDir: filepath.Join(t.TempDir(), "devinfo"), podResSock: filepath.Join(kubelettest.ShortDir(t), "kubelet.sock")}
+	s.tr, s.dir, s.cfgPath, s.kubelet = setup(t)
 	s.podRes = podresourcestest.Start(t, s.podResSock)
 	return s
 }
@@ -67,12 +64,8 @@ func fileExists(t *testing.T, path string) bool {
 // listed is ListAndWatch's next list, as sorted IDs.
 func listed(t *testing.T, stream pb.DevicePlugin_ListAndWatchClient) []string {
 	t.Helper()
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatalf("ListAndWatch: %v", err)
-	}
 	var ids []string
-	for _, d := range resp.Devices {
+	for _, d := range kubelettest.Next(t, stream) {
 		ids = append(ids, d.ID)
 	}
 	slices.Sort(ids)
@@ -124,10 +117,7 @@ func TestRestartKeepsHeldDevice(t *testing.T) {
 	if fileExists(t, s.infoFile(free)) {
 		t.Error("start-up kept the leftover device info file of a free device")
 	}
-	stream, err := kubelettest.Dial(t, netSock).ListAndWatch(ctx, &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := kubelettest.ListAndWatch(t, ctx, kubelettest.Dial(t, netSock))
 	if got := listed(t, stream); !slices.Contains(got, held) {
 		t.Errorf("after restart the pool lists %v, not the held %s", got, held)
 	}
@@ -154,10 +144,7 @@ func TestNarrowWhileHeld(t *testing.T) {
 	if got := registered(t, s.kubelet, d, mark, reloaded); !slices.Equal(got, []string{netRes}) {
 		t.Fatalf("after narrowing registered %v", got)
 	}
-	stream, err := kubelettest.Dial(t, netSock).ListAndWatch(ctx, &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := kubelettest.ListAndWatch(t, ctx, kubelettest.Dial(t, netSock))
 	if got := listed(t, stream); !slices.Equal(got, []string{other, held}) {
 		t.Errorf("narrowed pool while held lists %v, want %v", got, []string{other, held})
 	}

@@ -3,23 +3,14 @@ package inuse_test
 import (
 	"context"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/plexus-cni/plexus/agent/podresources/podresourcestest"
 	"github.com/plexus-cni/plexus/deviceplugin/inuse"
+	"github.com/plexus-cni/plexus/deviceplugin/kubelettest"
 )
-
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "inuse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
 
 func held(t *testing.T, tr *inuse.Tracker, resource string, wantKnown bool) []string {
 	t.Helper()
@@ -44,7 +35,7 @@ func refresh(t *testing.T, tr *inuse.Tracker, wantReleased bool) {
 func TestTracker(t *testing.T) {
 	t.Parallel()
 	const res = "plexus.io/net"
-	sock := filepath.Join(shortDir(t), "kubelet.sock")
+	sock := filepath.Join(kubelettest.ShortDir(t), "kubelet.sock")
 	kubelet := podresourcestest.Start(t, sock)
 	tr := inuse.New(sock, 0)
 

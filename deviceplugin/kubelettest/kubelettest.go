@@ -105,22 +105,55 @@ func (k *Kubelet) WaitRegister(tb testing.TB, timeout time.Duration) *pb.Registe
 // Dial connects to a plugin socket the way kubelet does.
 func Dial(tb testing.TB, socket string) pb.DevicePluginClient {
 	tb.Helper()
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatalf("dial %s: %v", socket, err)
-	}
-	tb.Cleanup(func() { _ = conn.Close() })
-	return pb.NewDevicePluginClient(conn)
+	return pb.NewDevicePluginClient(dial(tb, socket))
 }
 
 // DialRegistration connects to a plugin's socket in the plugin watcher
 // directory (plugins_registry) the way kubelet's plugin watcher does.
 func DialRegistration(tb testing.TB, socket string) regpb.RegistrationClient {
 	tb.Helper()
+	return regpb.NewRegistrationClient(dial(tb, socket))
+}
+
+func dial(tb testing.TB, socket string) *grpc.ClientConn {
+	tb.Helper()
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatalf("dial %s: %v", socket, err)
 	}
 	tb.Cleanup(func() { _ = conn.Close() })
-	return regpb.NewRegistrationClient(conn)
+	return conn
+}
+
+// ListAndWatch opens the device list stream of a plugin, as kubelet does
+// once the plugin has registered.
+func ListAndWatch(tb testing.TB, ctx context.Context, c pb.DevicePluginClient) pb.DevicePlugin_ListAndWatchClient {
+	tb.Helper()
+	stream, err := c.ListAndWatch(ctx, &pb.Empty{})
+	if err != nil {
+		tb.Fatalf("ListAndWatch: %v", err)
+	}
+	return stream
+}
+
+// Next is the stream's next device list or fails the test.
+func Next(tb testing.TB, stream pb.DevicePlugin_ListAndWatchClient) []*pb.Device {
+	tb.Helper()
+	resp, err := stream.Recv()
+	if err != nil {
+		tb.Fatalf("ListAndWatch recv: %v", err)
+	}
+	return resp.Devices
+}
+
+// ShortDir returns a temp dir with a short path for sockets: unix socket
+// paths are limited to 108 bytes and t.TempDir() paths can be long.
+func ShortDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "dp")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }

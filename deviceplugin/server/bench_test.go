@@ -41,12 +41,8 @@ func BenchmarkAllocate(b *testing.B) {
 					devinfoDir = run
 				}
 			}
-			p := server.New(server.Config{Pool: pool.Pool{Spec: spec, Devices: devs}, PluginDir: dir, Root: dir, DevInfoDir: devinfoDir})
 			ctx := context.Background()
-			if err := p.Start(ctx); err != nil {
-				b.Fatal(err)
-			}
-			defer p.Stop()
+			p := start(b, ctx, server.Config{Pool: pool.Pool{Spec: spec, Devices: devs}, PluginDir: dir, Root: dir, DevInfoDir: devinfoDir})
 			c := kubelettest.Dial(b, p.Socket())
 			var took []time.Duration
 			i := 0

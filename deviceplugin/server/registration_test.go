@@ -43,18 +43,13 @@ func (b *lockedBuffer) String() string {
 func TestPluginWatcherRegistration(t *testing.T) {
 	tr := sriovTree(t)
 	ps := pools(t, tr, testConfig)
-	dir := shortDir(t)
-	regDir := filepath.Join(shortDir(t), "plugins_registry")
+	regDir := filepath.Join(kubelettest.ShortDir(t), "plugins_registry")
 	logs := &lockedBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	p := server.New(server.Config{Pool: ps[0], PluginDir: dir, RegistryDir: regDir, Root: tr.Root,
+	p := start(t, ctx, server.Config{Pool: ps[0], PluginDir: kubelettest.ShortDir(t), RegistryDir: regDir, Root: tr.Root,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
 
 	sock := p.RegistrationSocket()
 	if want := filepath.Join(regDir, server.RegistrationSocketName("plexus.io/sriov_net")); sock != want {
@@ -121,11 +116,7 @@ func TestPluginWatcherRegistration(t *testing.T) {
 func TestPluginWatcherRegistrationOff(t *testing.T) {
 	tr := sriovTree(t)
 	ps := pools(t, tr, testConfig)
-	p := server.New(server.Config{Pool: ps[0], PluginDir: shortDir(t), Root: tr.Root})
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
+	p := start(t, context.Background(), server.Config{Pool: ps[0], PluginDir: kubelettest.ShortDir(t), Root: tr.Root})
 	if s := p.RegistrationSocket(); s != "" {
 		t.Errorf("RegistrationSocket = %q with RegistryDir unset", s)
 	}

@@ -57,15 +57,15 @@ func pools(t *testing.T, tr *sysfstest.Tree, config string) []pool.Pool {
 	return ps
 }
 
-// shortDir returns a temp dir with a short path: unix socket paths are
-// limited to 108 bytes and t.TempDir() paths can be long.
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "dp")
-	if err != nil {
-		t.Fatal(err)
+// start starts a plugin serving cfg until the test ends.
+func start(tb testing.TB, ctx context.Context, cfg server.Config) *server.Plugin {
+	tb.Helper()
+	p := server.New(cfg)
+	if err := p.Start(ctx); err != nil {
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
+	tb.Cleanup(p.Stop)
+	return p
 }
 
 const testConfig = `
@@ -83,12 +83,8 @@ pools:
 
 func recv(t *testing.T, s pb.DevicePlugin_ListAndWatchClient) map[string]string {
 	t.Helper()
-	resp, err := s.Recv()
-	if err != nil {
-		t.Fatalf("ListAndWatch recv: %v", err)
-	}
 	out := map[string]string{}
-	for _, d := range resp.Devices {
+	for _, d := range kubelettest.Next(t, s) {
 		out[d.ID] = d.Health
 	}
 	return out
@@ -97,17 +93,13 @@ func recv(t *testing.T, s pb.DevicePlugin_ListAndWatchClient) map[string]string 
 func TestPluginEndToEnd(t *testing.T) {
 	tr := sriovTree(t)
 	ps := pools(t, tr, testConfig)
-	dir := shortDir(t)
+	dir := kubelettest.ShortDir(t)
 	devinfoDir := filepath.Join(t.TempDir(), "devinfo")
 	kubelet := kubelettest.Start(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	p := server.New(server.Config{Pool: ps[0], PluginDir: dir, Root: tr.Root, DevInfoDir: devinfoDir, HealthInterval: 20 * time.Millisecond})
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
+	p := start(t, ctx, server.Config{Pool: ps[0], PluginDir: dir, Root: tr.Root, DevInfoDir: devinfoDir, HealthInterval: 20 * time.Millisecond})
 	fi, err := os.Stat(p.Socket())
 	if err != nil {
 		t.Fatal(err)
@@ -133,18 +125,12 @@ func TestPluginEndToEnd(t *testing.T) {
 		t.Fatalf("GetDevicePluginOptions = %+v, %v", opts, err)
 	}
 
-	stream, err := c.ListAndWatch(ctx, &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
+	stream := kubelettest.ListAndWatch(t, ctx, c)
+	first := kubelettest.Next(t, stream)
+	if len(first) != 8 {
+		t.Fatalf("initial list has %d devices, want 8", len(first))
 	}
-	first, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(first.Devices) != 8 {
-		t.Fatalf("initial list has %d devices, want 8", len(first.Devices))
-	}
-	for _, d := range first.Devices {
+	for _, d := range first {
 		if d.Health != pb.Healthy || len(d.Topology.GetNodes()) != 1 || d.Topology.Nodes[0].ID != 0 {
 			t.Errorf("initial device %+v", d)
 		}
@@ -163,7 +149,7 @@ func TestPluginEndToEnd(t *testing.T) {
 
 	// Preferred allocation: two devices, spread over the two PFs.
 	var avail []string
-	for _, d := range first.Devices {
+	for _, d := range first {
 		avail = append(avail, d.ID)
 	}
 	pref, err := c.GetPreferredAllocation(ctx, &pb.PreferredAllocationRequest{ContainerRequests: []*pb.ContainerPreferredAllocationRequest{
@@ -233,14 +219,9 @@ func TestPluginEndToEnd(t *testing.T) {
 func TestPluginVFIOAllocateAndHealth(t *testing.T) {
 	tr := sriovTree(t)
 	ps := pools(t, tr, testConfig)
-	dir := shortDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p := server.New(server.Config{Pool: ps[1], PluginDir: dir, Root: tr.Root, HealthInterval: 20 * time.Millisecond})
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
+	p := start(t, ctx, server.Config{Pool: ps[1], PluginDir: kubelettest.ShortDir(t), Root: tr.Root, HealthInterval: 20 * time.Millisecond})
 	c := kubelettest.Dial(t, p.Socket())
 	ids := []string{sysfstest.VFAddress(0xaf, 0), sysfstest.VFAddress(0xaf, 1)}
 	alloc, err := c.Allocate(ctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: ids}}})
@@ -265,10 +246,7 @@ func TestPluginVFIOAllocateAndHealth(t *testing.T) {
 		t.Errorf("pool without cdiKind/mounts: CDI devices %v, mounts %v", cr.CdiDevices, cr.Mounts)
 	}
 
-	stream, err := c.ListAndWatch(ctx, &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := kubelettest.ListAndWatch(t, ctx, c)
 	if h := recv(t, stream); h[ids[0]] != pb.Healthy {
 		t.Fatalf("initial %v", h)
 	}
@@ -286,17 +264,9 @@ func TestPluginVFIOAllocateAndHealth(t *testing.T) {
 func TestPluginStopsWithContext(t *testing.T) {
 	tr := sriovTree(t)
 	ps := pools(t, tr, testConfig)
-	dir := shortDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := server.New(server.Config{Pool: ps[0], PluginDir: dir, Root: tr.Root})
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c := kubelettest.Dial(t, p.Socket())
-	stream, err := c.ListAndWatch(context.Background(), &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := start(t, ctx, server.Config{Pool: ps[0], PluginDir: kubelettest.ShortDir(t), Root: tr.Root})
+	stream := kubelettest.ListAndWatch(t, context.Background(), kubelettest.Dial(t, p.Socket()))
 	recv(t, stream)
 	cancel()
 	if _, err := stream.Recv(); err == nil {
@@ -311,14 +281,9 @@ func TestPluginStopsWithContext(t *testing.T) {
 func TestEnsureServingAfterSocketDeleted(t *testing.T) {
 	tr := sriovTree(t)
 	ps := pools(t, tr, testConfig)
-	dir := shortDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p := server.New(server.Config{Pool: ps[0], PluginDir: dir, Root: tr.Root})
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
+	p := start(t, ctx, server.Config{Pool: ps[0], PluginDir: kubelettest.ShortDir(t), Root: tr.Root})
 	if err := os.Remove(p.Socket()); err != nil {
 		t.Fatal(err)
 	}

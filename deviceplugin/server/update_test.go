@@ -31,20 +31,13 @@ func TestUpdateDevices(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	devinfoDir := filepath.Join(t.TempDir(), "devinfo")
-	p := server.New(server.Config{Pool: first, PluginDir: shortDir(t), Root: tr.Root, DevInfoDir: devinfoDir, HealthInterval: time.Hour})
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
+	p := start(t, ctx, server.Config{Pool: first, PluginDir: kubelettest.ShortDir(t), Root: tr.Root, DevInfoDir: devinfoDir, HealthInterval: time.Hour})
 	before, err := os.Stat(p.Socket())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := kubelettest.Dial(t, p.Socket())
-	stream, err := c.ListAndWatch(ctx, &pb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := kubelettest.ListAndWatch(t, ctx, c)
 	if h := recv(t, stream); len(h) != 4 {
 		t.Fatalf("initial list %v", h)
 	}
@@ -143,11 +136,7 @@ func TestDevInfoOfHeldDevicesOutlivesPlugin(t *testing.T) {
 				}
 			}
 			inUse := &fakeInUse{held: map[string]bool{all[0].Address: true}, known: tt.known}
-			p := server.New(server.Config{Pool: ps[0], PluginDir: shortDir(t), Root: tr.Root, DevInfoDir: dir, InUse: inUse, HealthInterval: time.Hour})
-			if err := p.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer p.Stop()
+			p := start(t, ctx, server.Config{Pool: ps[0], PluginDir: kubelettest.ShortDir(t), Root: tr.Root, DevInfoDir: dir, InUse: inUse, HealthInterval: time.Hour})
 			if !exists(all[0].Address) || exists(all[1].Address) != !tt.known {
 				t.Errorf("after start: held file kept %v, free file kept %v", exists(all[0].Address), exists(all[1].Address))
 			}
