@@ -39,20 +39,32 @@ func mixedTree(t *testing.T) *sysfstest.Tree {
 	return tr
 }
 
-func TestDiscoverKinds(t *testing.T) {
-	t.Parallel()
-	tr := mixedTree(t)
+// discover runs Discover on the tree and fails the test on an error.
+func discover(t *testing.T, tr *sysfstest.Tree) *discovery.Result {
+	t.Helper()
 	res, err := discovery.Discover(context.Background(), tr.Root, discovery.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res
+}
+
+func byAddress(devs []discovery.Device) map[string]discovery.Device {
+	got := map[string]discovery.Device{}
+	for _, d := range devs {
+		got[d.Address] = d
+	}
+	return got
+}
+
+func TestDiscoverKinds(t *testing.T) {
+	t.Parallel()
+	tr := mixedTree(t)
+	res := discover(t, tr)
 	if len(res.Problems) != 0 {
 		t.Fatalf("unexpected problems: %v", res.Problems)
 	}
-	got := map[string]discovery.Device{}
-	for _, d := range res.Devices {
-		got[d.Address] = d
-	}
+	got := byAddress(res.Devices)
 	tests := []struct {
 		addr string
 		want discovery.Device
@@ -103,10 +115,7 @@ func TestDiscoverReportsBadEntries(t *testing.T) {
 			t.Parallel()
 			tr := mixedTree(t)
 			tt.bad(tr)
-			res, err := discovery.Discover(context.Background(), tr.Root, discovery.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := discover(t, tr)
 			if len(res.Problems) != 1 || res.Problems[0].Entry != tt.entry {
 				t.Fatalf("problems = %v, want one for %s", res.Problems, tt.entry)
 			}
@@ -132,10 +141,7 @@ func TestDiscoverVFIndexFallback(t *testing.T) {
 	}
 	tr.AddPF(sysfstest.Func{Address: "0000:40:00.0", Vendor: "8086", Device: "1572", Driver: "i40e", Ifname: "pf",
 		NUMANode: 1, IOMMUGroup: -1, UIO: -1}, 8, vfs)
-	res, err := discovery.Discover(context.Background(), tr.Root, discovery.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := discover(t, tr)
 	got := map[string]int{}
 	for _, d := range res.Devices {
 		got[d.Address] = d.VFIndex
@@ -163,10 +169,7 @@ func TestDiscoverManyVFs(t *testing.T) {
 	}
 	tr.AddPF(sysfstest.Func{Address: "0000:20:00.0", Vendor: "15b3", Device: "101d", Driver: "mlx5_core", Ifname: "pf0",
 		NUMANode: 3, IOMMUGroup: 1, UIO: -1, LinkType: 32}, 512, vfs)
-	res, err := discovery.Discover(context.Background(), tr.Root, discovery.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := discover(t, tr)
 	if len(res.Devices) != n || len(res.Problems) != 0 {
 		t.Fatalf("got %d devices, problems %v", len(res.Devices), res.Problems)
 	}

@@ -1,7 +1,6 @@
 package discovery_test
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"testing"
@@ -84,17 +83,11 @@ func TestDiscoverShapes(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
 			tr, want := shapeTree(t, s, 3, 40)
-			res, err := discovery.Discover(context.Background(), tr.Root, discovery.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := discover(t, tr)
 			if len(res.Problems) != 0 {
 				t.Errorf("problems: %v", res.Problems)
 			}
-			got := map[string]discovery.Device{}
-			for _, d := range res.Devices {
-				got[d.Address] = d
-			}
+			got := byAddress(res.Devices)
 			for _, w := range want {
 				if d, ok := got[w.Address]; !ok {
 					t.Errorf("%s not discovered", w.Address)

@@ -105,10 +105,16 @@ func (t *Tree) AddPF(pf Func, totalVFs int, vfs []Func) {
 		t.write(filepath.Join(dir, "sriov_offset"), strconv.Itoa(offset)+"\n")
 		t.write(filepath.Join(dir, "sriov_stride"), strconv.Itoa(stride)+"\n")
 	}
+	t.addVFs(pf.Address, 0, vfs)
+}
+
+// addVFs adds the VFs of a PF and their links, the first as virtfn<first>.
+func (t *Tree) addVFs(pf string, first int, vfs []Func) {
+	t.tb.Helper()
 	for i, vf := range vfs {
 		t.AddFunc(vf)
-		t.symlink(filepath.Join(dir, "virtfn"+strconv.Itoa(i)), "../"+vf.Address)
-		t.symlink(filepath.Join(t.devDir(vf.Address), "physfn"), "../"+pf.Address)
+		t.symlink(filepath.Join(t.devDir(pf), "virtfn"+strconv.Itoa(first+i)), "../"+vf.Address)
+		t.symlink(filepath.Join(t.devDir(vf.Address), "physfn"), "../"+pf)
 	}
 }
 
@@ -312,24 +318,26 @@ func (t *Tree) mkdir(rel string) {
 	}
 }
 
-func (t *Tree) write(rel, content string) {
+// parent creates rel's directory and returns rel's full path.
+func (t *Tree) parent(rel string) string {
 	t.tb.Helper()
 	p := filepath.Join(t.Root, rel)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.tb.Fatalf("mkdir for %s: %v", rel, err)
 	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+	return p
+}
+
+func (t *Tree) write(rel, content string) {
+	t.tb.Helper()
+	if err := os.WriteFile(t.parent(rel), []byte(content), 0o644); err != nil {
 		t.tb.Fatalf("write %s: %v", rel, err)
 	}
 }
 
 func (t *Tree) symlink(rel, target string) {
 	t.tb.Helper()
-	p := filepath.Join(t.Root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.tb.Fatalf("mkdir for %s: %v", rel, err)
-	}
-	if err := os.Symlink(target, p); err != nil {
+	if err := os.Symlink(target, t.parent(rel)); err != nil {
 		t.tb.Fatalf("symlink %s -> %s: %v", rel, target, err)
 	}
 }
@@ -347,10 +355,6 @@ func (t *Tree) AddVFs(pf string, vfs []Func) {
 	if err != nil {
 		t.tb.Fatalf("sriov_numvfs of %s: %v", pf, err)
 	}
-	for i, vf := range vfs {
-		t.AddFunc(vf)
-		t.symlink(filepath.Join(dir, "virtfn"+strconv.Itoa(n+i)), "../"+vf.Address)
-		t.symlink(filepath.Join(t.devDir(vf.Address), "physfn"), "../"+pf)
-	}
+	t.addVFs(pf, n, vfs)
 	t.write(filepath.Join(dir, "sriov_numvfs"), strconv.Itoa(n+len(vfs))+"\n")
 }
