@@ -383,34 +383,13 @@ func TestDevicesTooFew(t *testing.T) {
 	waitWarning(t, ns, "few", fakeResource, "selects 2 networks", "allocated 1")
 }
 
-// waitWarning waits for a Warning Event from plexus-agent on the pod whose
-// message has every one of parts, and checks the pod is not Running.
+// waitWarning waits for the Warning Event plexus-agent records when the
+// pod's networks fail (ErrorAddingNetwork), with every one of parts in its
+// message, and checks the pod is not Running.
 func waitWarning(t *testing.T, ns, pod string, parts ...string) {
 	t.Helper()
-	ctx := ctxFor(t, 60*time.Second)
-	for {
-		evs, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
-		if err == nil {
-			for _, e := range evs.Items {
-				if e.Type != corev1.EventTypeWarning || e.Source.Component != "plexus-agent" {
-					continue
-				}
-				all := true
-				for _, p := range parts {
-					all = all && strings.Contains(e.Message, p)
-				}
-				if all {
-					if p := mustGetPod(t, ns, pod); p.Status.Phase == corev1.PodRunning {
-						t.Fatalf("pod %s/%s Running despite: %s", ns, pod, e.Message)
-					}
-					return
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no Warning Event from plexus-agent with %q; events:\n%s", parts, podEvents(ns, pod))
-		case <-time.After(250 * time.Millisecond):
-		}
+	e := waitAgentEvent(t, ns, pod, corev1.EventTypeWarning, "ErrorAddingNetwork", parts...)
+	if p := mustGetPod(t, ns, pod); p.Status.Phase == corev1.PodRunning {
+		t.Fatalf("pod %s/%s Running despite: %s", ns, pod, e.Message)
 	}
 }
