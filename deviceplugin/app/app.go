@@ -143,43 +143,31 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	wg.Go(func() {
 		// A pod releasing a device is seen here; then the pools shrink.
-		t := time.NewTicker(o.PollInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if d.refreshInUse(ctx) {
-					d.rediscover(ctx)
-				}
-			}
-		}
-	})
-	if o.Rediscover > 0 {
-		wg.Go(func() {
-			rt := time.NewTicker(o.Rediscover)
-			defer rt.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-rt.C:
-					d.rediscover(ctx)
-				}
+		every(ctx, o.PollInterval, func() {
+			if d.refreshInUse(ctx) {
+				d.rediscover(ctx)
 			}
 		})
+	})
+	if o.Rediscover > 0 {
+		wg.Go(func() { every(ctx, o.Rediscover, func() { d.rediscover(ctx) }) })
 	}
-	t := time.NewTicker(o.PollInterval)
+	every(ctx, o.PollInterval, func() { d.tick(ctx) })
+	wg.Wait()
+	logger.Info("shutting down")
+	return nil
+}
+
+// every calls fn at each interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
-			logger.Info("shutting down")
-			return nil
+			return
 		case <-t.C:
-			d.tick(ctx)
+			fn()
 		}
 	}
 }
