@@ -125,10 +125,7 @@ func TestBuildReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ImageFromPath(%s): %v", tag, err)
 	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configFile(t, img)
 	if cfg.OS != "linux" || cfg.Architecture != runtime.GOARCH {
 		t.Errorf("platform %s/%s, want linux/%s", cfg.OS, cfg.Architecture, runtime.GOARCH)
 	}
@@ -177,15 +174,7 @@ func TestBuildReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	builtDigest, err := built.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readDigest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if builtDigest != readDigest {
+	if builtDigest, readDigest := digest(t, built), digest(t, img); builtDigest != readDigest {
 		t.Errorf("digest read back %s, built %s", readDigest, builtDigest)
 	}
 }
@@ -228,7 +217,7 @@ func TestBuildReproducible(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("two builds of the same image differ (%d and %d bytes)", len(a), len(b))
 	}
-	digestA, digestB := tarballDigest(t, pathA), tarballDigest(t, pathB)
+	digestA, digestB := digest(t, readTarball(t, pathA)), digest(t, readTarball(t, pathB))
 	if digestA != digestB {
 		t.Errorf("digests differ: %s and %s", digestA, digestB)
 	}
@@ -239,22 +228,36 @@ func TestBuildReproducible(t *testing.T) {
 	specC.Files[1].Source = srcFile(t, srcA, "plexus-changed", "shim!", 0o644)
 	pathC := filepath.Join(out, "c.tar")
 	buildTarball(t, pathC, tag, specC)
-	if digestC := tarballDigest(t, pathC); digestC == digestA {
+	if digestC := digest(t, readTarball(t, pathC)); digestC == digestA {
 		t.Errorf("changing a file's content kept the digest %s", digestC)
 	}
 }
 
-func tarballDigest(t *testing.T, path string) v1.Hash {
+func readTarball(t *testing.T, path string) v1.Image {
 	t.Helper()
 	img, err := image.ReadTarball(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+func digest(t *testing.T, img v1.Image) v1.Hash {
+	t.Helper()
 	d, err := img.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func configFile(t *testing.T, img v1.Image) *v1.ConfigFile {
+	t.Helper()
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func TestBuildErrors(t *testing.T) {
@@ -298,12 +301,8 @@ func TestEnvKeepsGivenPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"PATH=/opt/bin"}; !reflect.DeepEqual(cfg.Config.Env, want) {
-		t.Errorf("env %q, want %q", cfg.Config.Env, want)
+	if got, want := configFile(t, img).Config.Env, []string{"PATH=/opt/bin"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("env %q, want %q", got, want)
 	}
 }
 

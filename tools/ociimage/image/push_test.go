@@ -1,17 +1,12 @@
 package image_test
 
 import (
-	"archive/tar"
 	"context"
-	"errors"
-	"io"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/plexus-cni/plexus/tools/ociimage/image"
@@ -34,14 +29,8 @@ func TestPushToRegistry(t *testing.T) {
 	}
 	path := filepath.Join(out, "agent.tar")
 	buildTarball(t, path, "localhost/plexus-agent:dev", spec)
-	img, err := image.ReadTarball(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readTarball(t, path)
+	local := digest(t, img)
 
 	dest := registry + "/plexus-agent:test"
 	pushed, err := image.Push(ctx, img, dest, image.PushOptions{})
@@ -67,15 +56,11 @@ func TestPushToRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fileFromImage(t, pulled, "usr/local/bin/plexus-agent")
-	if got != content {
+	_, entries := readLayer(t, pulled)
+	if got := entries["usr/local/bin/plexus-agent"].content; got != content {
 		t.Errorf("pulled file content %q, want %q", got, content)
 	}
-	cfg, err := pulled.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/usr/local/bin/plexus-agent" {
+	if cfg := configFile(t, pulled); len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/usr/local/bin/plexus-agent" {
 		t.Errorf("pulled entrypoint %q", cfg.Config.Entrypoint)
 	}
 }
@@ -89,30 +74,5 @@ func TestPushRejectsBadDestination(t *testing.T) {
 	// No registry and no tag: never pushed to Docker Hub by accident.
 	if _, err := image.Push(context.Background(), img, "plexus-agent", image.PushOptions{}); err == nil {
 		t.Error("Push to a reference without registry and tag succeeded")
-	}
-}
-
-// fileFromImage returns the content of a regular file of the image's
-// filesystem (all layers flattened).
-func fileFromImage(t *testing.T, img v1.Image, path string) string {
-	t.Helper()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			t.Fatalf("%s not in image", path)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hdr.Name == path {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return string(b)
-		}
 	}
 }
