@@ -23,10 +23,12 @@ import (
 const netRes = "plexus.io/net"
 
 // heldSetup is a daemon on the fake tree with a fake kubelet serving both
-// Registration and PodResources, and a Device Info dir.
+// Registration and PodResources, and a Device Info dir; ctx bounds the test.
 type heldSetup struct {
+	ctx        context.Context
 	tr         *sysfstest.Tree
 	dir        string // plugin dir
+	netSock    string // the net pool's plugin socket
 	cfgPath    string
 	devinfoDir string
 	podResSock string
@@ -37,6 +39,10 @@ type heldSetup struct {
 func newHeldSetup(t *testing.T) *heldSetup {
 	s := &heldSetup{devinfoDir: filepath.Join(t.TempDir(), "devinfo"), podResSock: filepath.Join(kubelettest.ShortDir(t), "kubelet.sock")}
 	s.tr, s.dir, s.cfgPath, s.kubelet = setup(t)
+	s.netSock = filepath.Join(s.dir, server.SocketName(netRes))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s.ctx = ctx
 	s.podRes = podresourcestest.Start(t, s.podResSock)
 	return s
 }
@@ -74,9 +80,9 @@ func listed(t *testing.T, stream pb.DevicePlugin_ListAndWatchClient) []string {
 
 // allocate allocates id as kubelet does for a pod, and has the fake
 // kubelet list it for the pod, as kubelet's PodResources API then does.
-func (s *heldSetup) allocate(t *testing.T, ctx context.Context, c pb.DevicePluginClient, id string) {
+func (s *heldSetup) allocate(t *testing.T, id string) {
 	t.Helper()
-	if _, err := c.Allocate(ctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{id}}}}); err != nil {
+	if _, err := kubelettest.Dial(t, s.netSock).Allocate(s.ctx, &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: []string{id}}}}); err != nil {
 		t.Fatal(err)
 	}
 	s.podRes.SetPod("default", "pod", podresourcestest.Container("c", map[string][]string{netRes: {id}}))
@@ -92,12 +98,8 @@ func (s *heldSetup) allocate(t *testing.T, ctx context.Context, c pb.DevicePlugi
 func TestRestartKeepsHeldDevice(t *testing.T) {
 	s := newHeldSetup(t)
 	d := s.start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	netSock := filepath.Join(s.dir, server.SocketName(netRes))
-	c := kubelettest.Dial(t, netSock)
 	held, free := sysfstest.VFAddress(0x3b, 1), sysfstest.VFAddress(0x3b, 0)
-	s.allocate(t, ctx, c, held)
+	s.allocate(t, held)
 	// A file a crashed run might leave for a device no pod holds.
 	if _, err := devinfo.WritePCI(s.devinfoDir, netRes, free, "0000:3b:00.0"); err != nil {
 		t.Fatal(err)
@@ -117,7 +119,7 @@ func TestRestartKeepsHeldDevice(t *testing.T) {
 	if fileExists(t, s.infoFile(free)) {
 		t.Error("start-up kept the leftover device info file of a free device")
 	}
-	stream := kubelettest.ListAndWatch(t, ctx, kubelettest.Dial(t, netSock))
+	stream := kubelettest.ListAndWatch(t, s.ctx, kubelettest.Dial(t, s.netSock))
 	if got := listed(t, stream); !slices.Contains(got, held) {
 		t.Errorf("after restart the pool lists %v, not the held %s", got, held)
 	}
@@ -130,11 +132,8 @@ func TestRestartKeepsHeldDevice(t *testing.T) {
 func TestNarrowWhileHeld(t *testing.T) {
 	s := newHeldSetup(t)
 	d := s.start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	netSock := filepath.Join(s.dir, server.SocketName(netRes))
 	held, other := sysfstest.VFAddress(0x3b, 1), sysfstest.VFAddress(0x3b, 0)
-	s.allocate(t, ctx, kubelettest.Dial(t, netSock), held)
+	s.allocate(t, held)
 
 	// VF 1 leaves the selectors: the pool's spec changes, so its plugin
 	// is restarted and registers again.
@@ -144,7 +143,7 @@ func TestNarrowWhileHeld(t *testing.T) {
 	if got := registered(t, s.kubelet, d, mark, reloaded); !slices.Equal(got, []string{netRes}) {
 		t.Fatalf("after narrowing registered %v", got)
 	}
-	stream := kubelettest.ListAndWatch(t, ctx, kubelettest.Dial(t, netSock))
+	stream := kubelettest.ListAndWatch(t, s.ctx, kubelettest.Dial(t, s.netSock))
 	if got := listed(t, stream); !slices.Equal(got, []string{other, held}) {
 		t.Errorf("narrowed pool while held lists %v, want %v", got, []string{other, held})
 	}
@@ -155,12 +154,12 @@ func TestNarrowWhileHeld(t *testing.T) {
 	// The pod goes: kubelet lists the device no more.
 	s.podRes.SetPod("default", "pod")
 	for got := listed(t, stream); !slices.Equal(got, []string{other}); got = listed(t, stream) {
-		if ctx.Err() != nil {
+		if s.ctx.Err() != nil {
 			t.Fatalf("pool still lists %v after release", got)
 		}
 	}
 	for fileExists(t, s.infoFile(held)) {
-		if ctx.Err() != nil {
+		if s.ctx.Err() != nil {
 			t.Fatal("device info file of the released device not removed")
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -168,7 +167,7 @@ func TestNarrowWhileHeld(t *testing.T) {
 	// Logged once UpdateDevices has returned, which is after the stream
 	// and the file saw the change.
 	for !strings.Contains(d.logs.String(), "pool devices changed") {
-		if ctx.Err() != nil {
+		if s.ctx.Err() != nil {
 			t.Fatal("shrink not logged")
 		}
 		time.Sleep(20 * time.Millisecond)
