@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 
 	"github.com/plexus-cni/plexus/agent/admission/webhookcert"
 	"github.com/plexus-cni/plexus/agent/config"
@@ -86,6 +86,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		tlsConfig.Certificates = []tls.Certificate{cert}
 	}
 	cluster := &Cluster{Client: client}
+	watchNADs, err := cluster.CacheNADs()
+	if err != nil {
+		return err
+	}
 	h := &Handler{
 		Policy: cfg.SelectionPolicy(), SystemNamespaces: cfg.SystemNamespaces, DownwardAPI: *downward,
 		NADs: cluster, Pods: cluster, LookupTimeout: *timeout, Log: log,
@@ -98,6 +102,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// One group: the certificate manager failing stops the server, and
 	// the process exits non-zero for its Deployment to restart it.
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return watchNADs(gctx) })
 	if certs != nil {
 		g.Go(func() error { return certs.Run(gctx) })
 	}

@@ -2,6 +2,7 @@ package admission_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -343,5 +344,62 @@ func TestRunManagedTLS(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Error("Run did not return within 15 s of its context ending")
+	}
+}
+
+// With CacheNADs, GetNAD answers from the informer's cache once it has a
+// NAD (so with the API server stopped, too), with its resourceName, and
+// still finds a NAD the cache has not seen yet, live.
+func TestCachedNADs(t *testing.T) {
+	api := apiservertest.Start(t)
+	ctx := context.Background()
+	cfg := api.Config(apiservertest.AdminToken)
+	if err := apiservertest.ApplyFile(ctx, cfg, "../../deploy/crds/network-attachment-definitions.yaml", false); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	nads := nadclient.NewForConfigOrDie(cfg).K8sCniCncfIoV1()
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(name string) {
+		t.Helper()
+		n := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name, Annotations: map[string]string{source.ResourceNameAnnotation: "example.com/vf"}},
+			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"1.0.0","type":"sriov"}`}}
+		waitFor(t, "NAD "+name+" created", func() bool {
+			_, err := nads.NetworkAttachmentDefinitions("apps").Create(ctx, n, metav1.CreateOptions{})
+			return err == nil
+		})
+	}
+	create("early")
+	c := &admission.Cluster{Client: metadata.NewForConfigOrDie(cfg)}
+	run, err := c.CacheNADs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// Created after the informer started: found whether or not the
+	// cache has it yet.
+	create("late")
+	if n, err := c.GetNAD(ctx, "apps", "late"); err != nil || n.Annotations[source.ResourceNameAnnotation] != "example.com/vf" {
+		t.Fatalf("GetNAD of a NAD just created: %+v, %v", n, err)
+	}
+	// Once synced the cache has "early": with the API server stopped
+	// only a cached NAD is found.
+	waitFor(t, "the NAD cache synced", c.NADsSynced)
+	api.StopAPIServer()
+	if n, err := c.GetNAD(ctx, "apps", "early"); err != nil || n.Annotations[source.ResourceNameAnnotation] != "example.com/vf" {
+		t.Errorf("GetNAD of a cached NAD with the API server stopped: %+v, %v", n, err)
+	}
+	getCtx, cancelGet := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelGet()
+	if _, err := c.GetNAD(getCtx, "apps", "never"); err == nil || errors.Is(err, source.ErrNotFound) {
+		t.Errorf("GetNAD of an uncached NAD with the API server stopped: %v, want a look-up error (not 'not found')", err)
 	}
 }
