@@ -177,6 +177,7 @@ func TestMutateResources(t *testing.T) {
 		pod       *corev1.Pod
 		container int
 		want      map[string]string // requests and limits alike
+		others    map[string]string // of the other containers (default none)
 		warning   string
 	}{
 		{name: "one", pod: newPod("apps", networks("vf")), want: map[string]string{"example.com/vf": "1"}},
@@ -192,6 +193,17 @@ func TestMutateResources(t *testing.T) {
 			want: map[string]string{"example.com/vf": "2"}},
 		{name: "container annotation", pod: newPod("apps", networks("vf"), containers("sidecar", "app"), annotation(admission.ResourceContainerAnnotation, "app")),
 			container: 1, want: map[string]string{"example.com/vf": "1"}},
+		// The agent counts the pod's devices: what the other containers
+		// request is subtracted, and nothing of theirs is changed.
+		{name: "other containers' requests count", pod: newPod("apps", networks("vf,vf"), containers("a", "b"),
+			withRes(0, nil, map[string]string{"example.com/vf": "1"}), withRes(1, map[string]string{"example.com/vf": "1"}, map[string]string{"example.com/vf": "1"})),
+			want: map[string]string{"example.com/vf": "1"}, others: map[string]string{"example.com/vf": "1"}},
+		{name: "other containers' requests not enough", pod: newPod("apps", networks("vf,vf,vf"), containers("a", "b"),
+			withRes(1, map[string]string{"example.com/vf": "1"}, map[string]string{"example.com/vf": "1"})),
+			want: map[string]string{"example.com/vf": "2"}, others: map[string]string{"example.com/vf": "1"}},
+		{name: "other containers' requests suffice", pod: newPod("apps", networks("vf"), containers("a", "b"),
+			withRes(1, map[string]string{"example.com/vf": "2"}, map[string]string{"example.com/vf": "2"})),
+			want: map[string]string{}, others: map[string]string{"example.com/vf": "2"}},
 		{name: "no resourceName", pod: newPod("apps", networks("plain")), want: map[string]string{}},
 		{name: "missing NAD warned", pod: newPod("apps", networks("vf,nope")), want: map[string]string{"example.com/vf": "1"},
 			warning: "NetworkAttachmentDefinition apps/nope does not exist"},
@@ -208,7 +220,10 @@ func TestMutateResources(t *testing.T) {
 				req, lim := quantities(c.Resources.Requests), quantities(c.Resources.Limits)
 				delete(req, "cpu")
 				delete(lim, "cpu")
-				want := map[string]string{}
+				want := tt.others
+				if want == nil {
+					want = map[string]string{}
+				}
 				if i == tt.container {
 					want = tt.want
 				}

@@ -166,7 +166,7 @@ func (h *Handler) mutatePod(ctx context.Context, req *admissionv1.AdmissionReque
 			}
 		}
 		if i < len(pod.Spec.Containers) {
-			if res, changed := withResources(pod.Spec.Containers[i].Resources, counts); changed {
+			if res, changed := withResources(pod.Spec.Containers[i].Resources, counts, othersRequest(pod.Spec.Containers, i)); changed {
 				patch = append(patch, patchOp{Op: "add", Path: "/spec/containers/" + strconv.Itoa(i) + "/resources", Value: res})
 			}
 		}
@@ -193,10 +193,12 @@ type patchOp struct {
 }
 
 // withResources sets requests and limits of each resource to the
-// largest of the user's request, the user's limit and the count: Kubernetes
-// wants both equal for an extended resource, and what the user asked for
-// stays.
-func withResources(res corev1.ResourceRequirements, counts map[corev1.ResourceName]int64) (corev1.ResourceRequirements, bool) {
+// largest of the user's request, the user's limit and what the count
+// leaves to this container: the agent counts the devices of the whole pod,
+// so what the pod's other containers request (others) is subtracted.
+// Kubernetes wants request and limit equal for an extended resource, and
+// what the user asked for stays.
+func withResources(res corev1.ResourceRequirements, counts, others map[corev1.ResourceName]int64) (corev1.ResourceRequirements, bool) {
 	out := *res.DeepCopy()
 	if out.Requests == nil {
 		out.Requests = corev1.ResourceList{}
@@ -206,12 +208,17 @@ func withResources(res corev1.ResourceRequirements, counts map[corev1.ResourceNa
 	}
 	changed := false
 	for name, n := range counts {
-		want := *resource.NewQuantity(n, resource.DecimalSI)
-		for _, have := range []corev1.ResourceList{res.Requests, res.Limits} {
-			if q, ok := have[name]; ok && q.Cmp(want) > 0 {
-				want = q
+		have := requested(res, name)
+		need := n - others[name]
+		if need <= have {
+			// Enough already; set the missing half of a request/limit pair
+			// only if the user set the other.
+			if have == 0 {
+				continue
 			}
+			need = have
 		}
+		want := *resource.NewQuantity(need, resource.DecimalSI)
 		for _, list := range []corev1.ResourceList{out.Requests, out.Limits} {
 			if q, ok := list[name]; !ok || q.Cmp(want) != 0 {
 				list[name] = want
@@ -220,6 +227,37 @@ func withResources(res corev1.ResourceRequirements, counts map[corev1.ResourceNa
 		}
 	}
 	return out, changed
+}
+
+// requested is the larger of a container's request and limit of name.
+func requested(res corev1.ResourceRequirements, name corev1.ResourceName) int64 {
+	var n int64
+	for _, list := range []corev1.ResourceList{res.Requests, res.Limits} {
+		if q, ok := list[name]; ok && q.Value() > n {
+			n = q.Value()
+		}
+	}
+	return n
+}
+
+// othersRequest sums what the containers other than the i-th request.
+func othersRequest(containers []corev1.Container, i int) map[corev1.ResourceName]int64 {
+	out := map[corev1.ResourceName]int64{}
+	for j, c := range containers {
+		if j == i {
+			continue
+		}
+		names := map[corev1.ResourceName]bool{}
+		for _, list := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
+			for name := range list {
+				names[name] = true
+			}
+		}
+		for name := range names {
+			out[name] += requested(c.Resources, name)
+		}
+	}
+	return out
 }
 
 // downwardAPI adds the podnetinfo volume, unless the pod has a volume of
