@@ -24,6 +24,7 @@ var (
 	agentTar        = flag.String("agent", "", "//images:agent tarball")
 	devicepluginTar = flag.String("deviceplugin", "", "//images:deviceplugin tarball")
 	pauseTar        = flag.String("pause", "", "//images:pause tarball")
+	webhookTar      = flag.String("webhook", "", "//images:webhook tarball")
 )
 
 // runfile resolves a $(rootpath) given in args: rules_go runs tests in the
@@ -60,6 +61,8 @@ func TestImages(t *testing.T) {
 		{"deviceplugin", devicepluginTar, []string{"/usr/local/bin/plexus-deviceplugin"},
 			[]string{"/usr/local/bin/plexus-deviceplugin"}},
 		{"pause", pauseTar, []string{"/pause"}, []string{"/pause"}},
+		{"webhook", webhookTar, []string{"/usr/local/bin/plexus-webhook"},
+			[]string{"/usr/local/bin/plexus-webhook"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,12 +4,13 @@
 #   agent (localhost/plexus-agent:dev)
 #   deviceplugin (localhost/plexus-deviceplugin:dev)
 #   pause (localhost/pause:dev)
+#   webhook (localhost/plexus-webhook:dev)
 # Stable interface: the e2e harness runs it and `ctr -n k8s.io images import`s
 # each path. Bazel's own output goes to stderr. See docs/images.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bazel="$root/tools/bazel.sh"
-images=(agent deviceplugin pause)
+images=(agent deviceplugin pause webhook)
 
 targets=()
 for i in "${images[@]}"; do targets+=("//images:$i"); done
