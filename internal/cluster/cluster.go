@@ -70,6 +70,9 @@ const (
 	PrimaryNetwork = "primary"
 	PrimaryBridge  = "pxcluster0"
 	PrimarySubnet  = "10.244.0.0/24"
+	// PrimaryGateway is the bridge's address (host-local's default
+	// gateway): the host, as pods reach it.
+	PrimaryGateway = "10.244.0.1"
 )
 
 // Config says where things are.
@@ -123,6 +126,11 @@ func (c Config) Missing() []string {
 	check(c.CNIPluginDir, "bridge", "host-local", "loopback")
 	if _, err := exec.LookPath("runc"); err != nil {
 		out = append(out, "runc (apt-get install runc)")
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			out = append(out, tool+" (apt-get install iptables)")
+		}
 	}
 	return out
 }
@@ -431,8 +439,14 @@ func (c *Cluster) components() map[string]component {
 		}},
 		"kube-apiserver": {name: "kube-apiserver", bin: k("kube-apiserver"), args: []string{
 			"--etcd-servers=" + etcdURL,
-			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+			// Every address, for pods (plexus-webhook) to reach it through
+			// the primary bridge; guardAPIServer drops the rest. The
+			// advertised 127.0.0.1 stays in the serving certificate.
+			"--bind-address=0.0.0.0", "--advertise-address=127.0.0.1",
 			"--secure-port=" + strconv.Itoa(APIServerPort),
+			// No kube-proxy: admission webhooks are called at their
+			// Service's endpoints, not its cluster IP.
+			"--enable-aggregator-routing=true",
 			"--cert-dir=" + c.path("certs"),
 			"--token-auth-file=" + c.path("pki", "tokens.csv"),
 			"--authorization-mode=RBAC",
@@ -565,6 +579,9 @@ func (c *Cluster) StopComponent(name string, grace time.Duration) {
 }
 
 func (c *Cluster) startControlPlane(ctx context.Context) error {
+	if err := guardAPIServer(); err != nil {
+		return err
+	}
 	if err := c.StartComponent("etcd"); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 // (deployDir) as its base and adapts it to this cluster only where the
 // cluster differs from a normal node: the runtime's CNI directories live
 // in the state dir, kubelet's root dir too, and there is no kube-proxy, so
-// in-cluster clients reach the API server on loopback. Everything else
+// in-cluster clients reach the API server directly: the agent on loopback,
+// the webhook (in the pod network) at the primary bridge's address, under
+// a name its serving certificate carries. Everything else
 // (images, RBAC, probes, mounts of /run/plexus, /var/lib/plexus,
 // /var/lib/cni, /var/run/netns) is deploy/ as shipped.
 func (c *Cluster) WriteOverlay(deployDir string, opts OverlayOptions) (string, error) {
@@ -71,13 +74,28 @@ patches:
           spec:
             volumes:
               - {name: pod-resources, hostPath: {path: %[6]s}}
+  - target: {kind: Deployment, name: plexus-webhook}
+    patch: |
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: plexus-webhook, namespace: plexus-system}
+      spec:
+        template:
+          spec:
+            hostAliases:
+              - {ip: "%[8]s", hostnames: [kubernetes.default.svc]}
+            containers:
+              - name: webhook
+                env:
+                  - {name: KUBERNETES_SERVICE_HOST, value: kubernetes.default.svc}
+                  - {name: KUBERNETES_SERVICE_PORT, value: "%[3]d"}
   - target: {kind: ConfigMap, name: plexus-agent-config}
     patch: |
       - op: replace
         path: /data/agent.yaml
         value: %[7]s
 `, c.StateDir, rel, APIServerPort, c.CNIConfDir(), c.CNIBinDir(),
-		filepath.Join(c.KubeletRootDir(), "pod-resources"), agentYAML)
+		filepath.Join(c.KubeletRootDir(), "pod-resources"), agentYAML, PrimaryGateway)
 	for _, p := range opts.Patches {
 		k += p
 	}
@@ -125,7 +143,8 @@ type OverlayOptions struct {
 }
 
 // Deploy applies the overlay with server-side apply, a server-side dry
-// run first, and waits until both DaemonSets' pods are ready. The
+// run first, and waits until both DaemonSets' pods are ready and the
+// webhook admits pods. The
 // namespace and the CRD are applied for real before the dry run: a dry run
 // cannot create the namespace the namespaced objects go to.
 func (c *Cluster) Deploy(ctx context.Context, deployDir, overlay string) error {
@@ -146,6 +165,9 @@ func (c *Cluster) Deploy(ctx context.Context, deployDir, overlay string) error {
 		if err := c.WaitDaemonSet(ctx, "plexus-system", ds, 120*time.Second); err != nil {
 			return err
 		}
+	}
+	if err := c.WaitWebhook(ctx, 120*time.Second); err != nil {
+		return err
 	}
 	c.progress("deployed (%s)", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -168,5 +190,41 @@ func (c *Cluster) WaitDaemonSet(ctx context.Context, ns, name string, timeout ti
 			return fmt.Errorf("desired %d, updated %d, ready %d", st.DesiredNumberScheduled, st.UpdatedNumberScheduled, st.NumberReady)
 		}
 		return nil
+	})
+}
+
+// WaitWebhook waits until plexus-webhook's pods are all ready and the API
+// server calls it: a server-side dry run of a pod with a networks
+// annotation comes back with the podnetinfo volume the mutating webhook
+// adds. Until the replicas have published their CA in the caBundles, the
+// mutating webhook (failurePolicy Fail) refuses such pods.
+func (c *Cluster) WaitWebhook(ctx context.Context, timeout time.Duration) error {
+	cs, err := c.Clientset()
+	if err != nil {
+		return err
+	}
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "plexus-webhook-probe", Namespace: metav1.NamespaceDefault,
+			Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": "plexus-webhook-probe"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: PauseImage}}},
+	}
+	return c.waitFor(ctx, "plexus-webhook", timeout, func() error {
+		d, err := cs.AppsV1().Deployments("plexus-system").Get(ctx, "plexus-webhook", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if want := *d.Spec.Replicas; d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.ReadyReplicas != want {
+			return fmt.Errorf("replicas %d, updated %d, ready %d", want, d.Status.UpdatedReplicas, d.Status.ReadyReplicas)
+		}
+		p, err := cs.CoreV1().Pods(probe.Namespace).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return fmt.Errorf("dry run of a networked pod: %w", err)
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.Name == "podnetinfo" {
+				return nil
+			}
+		}
+		return errors.New("dry run of a networked pod: not mutated (no podnetinfo volume)")
 	})
 }

@@ -36,6 +36,7 @@ func TestWriteOverlay(t *testing.T) {
 	}
 	var agentYAML string
 	var ds *appsv1.DaemonSet
+	var webhook *appsv1.Deployment
 	for _, doc := range strings.Split(string(out), "\n---\n") {
 		var head struct {
 			Kind     string
@@ -51,6 +52,11 @@ func TestWriteOverlay(t *testing.T) {
 				t.Fatal(err)
 			}
 			agentYAML = cm.Data["agent.yaml"]
+		case head.Kind == "Deployment" && head.Metadata.Name == "plexus-webhook":
+			webhook = &appsv1.Deployment{}
+			if err := yaml.Unmarshal([]byte(doc), webhook); err != nil {
+				t.Fatal(err)
+			}
 		case head.Kind == "DaemonSet" && head.Metadata.Name == "plexus-agent":
 			ds = &appsv1.DaemonSet{}
 			if err := yaml.Unmarshal([]byte(doc), ds); err != nil {
@@ -83,6 +89,20 @@ func TestWriteOverlay(t *testing.T) {
 	}
 	if env["KUBERNETES_SERVICE_HOST"] != "127.0.0.1" || env["KUBERNETES_SERVICE_PORT"] != "16443" || env["NODE_NAME"] != "" {
 		t.Errorf("env %v", env)
+	}
+	// The webhook, in the pod network, reaches the API server at the
+	// bridge's address under a name of its certificate.
+	if webhook == nil {
+		t.Fatal("no plexus-webhook Deployment")
+	}
+	spec := webhook.Spec.Template.Spec
+	env = map[string]string{}
+	for _, e := range spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["KUBERNETES_SERVICE_HOST"] != "kubernetes.default.svc" || env["KUBERNETES_SERVICE_PORT"] != "16443" ||
+		len(spec.HostAliases) != 1 || spec.HostAliases[0].IP != PrimaryGateway || spec.Volumes[0].ConfigMap.Name != "plexus-agent-config" {
+		t.Errorf("webhook env %v, host aliases %+v", env, spec.HostAliases)
 	}
 }
 

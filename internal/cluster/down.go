@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,8 +42,8 @@ func (c *Cluster) Down(ctx context.Context) error {
 }
 
 // drain deletes pods outside kube-system and plexus-system, waits for
-// them to go, then deletes the rest (DaemonSets first so they are not
-// recreated). Best effort and bounded: Clean removes what remains.
+// them to go, then deletes the rest (DaemonSets and Deployments first so
+// they are not recreated). Best effort and bounded: Clean removes what remains.
 func (c *Cluster) drain(ctx context.Context, cs *kubernetes.Clientset) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -106,6 +107,14 @@ func (c *Cluster) drain(ctx context.Context, cs *kubernetes.Clientset) {
 		}
 		for _, ds := range dss.Items {
 			cs.AppsV1().DaemonSets(ns).Delete(ctx, ds.Name, metav1.DeleteOptions{})
+		}
+		// plexus-webhook's: its ReplicaSet would recreate the pods.
+		deps, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, d := range deps.Items {
+			cs.AppsV1().Deployments(ns).Delete(ctx, d.Name, metav1.DeleteOptions{})
 		}
 	}
 	none := func(string) bool { return false }
@@ -346,7 +355,52 @@ func cleanLinks() error {
 // kubeletChains are the chains kubelet adds to the host's tables.
 var kubeletChains = []string{"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-PROXY-CANARY"}
 
-// cleanIptables removes kubelet's chains and the jumps to them, in
+// ownChains are the chains the cluster leaves in the host's tables.
+var ownChains = append(slices.Clone(kubeletChains), apiServerChain)
+
+// apiServerChain keeps kube-apiserver, which listens on every address,
+// to loopback and the cluster's links (guardAPIServer).
+const apiServerChain = "PLEXUS-CLUSTER-APISERVER"
+
+// guardAPIServer drops connections to kube-apiserver's port except from
+// loopback and the links named LinkPrefix* (the primary bridge, whose
+// pods reach the host at PrimaryGateway): the test cluster's admin token
+// is no secret. In ip6tables too: Go listens on [::] for 0.0.0.0.
+// Idempotent; Clean removes it.
+func guardAPIServer() error {
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		ipt := func(args ...string) error {
+			if out, err := exec.Command(tool, append([]string{"-w"}, args...)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+			}
+			return nil
+		}
+		if ipt("-n", "-L", apiServerChain) != nil {
+			if err := ipt("-N", apiServerChain); err != nil {
+				return err
+			}
+		}
+		for _, rule := range [][]string{
+			{"-F", apiServerChain},
+			{"-A", apiServerChain, "-i", "lo", "-j", "RETURN"},
+			{"-A", apiServerChain, "-i", LinkPrefix + "+", "-j", "RETURN"},
+			{"-A", apiServerChain, "-j", "DROP"},
+		} {
+			if err := ipt(rule...); err != nil {
+				return err
+			}
+		}
+		jump := []string{"INPUT", "-p", "tcp", "--dport", strconv.Itoa(APIServerPort), "-j", apiServerChain}
+		if ipt(append([]string{"-C"}, jump...)...) != nil {
+			if err := ipt(append([]string{"-I", jump[0], "1"}, jump[1:]...)...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cleanIptables removes the cluster's chains and the jumps to them, in
 // iptables and ip6tables, leaving every other rule alone.
 func cleanIptables() error {
 	var errs []error
@@ -363,7 +417,7 @@ func cleanIptables() error {
 				if !strings.HasPrefix(line, "-A ") {
 					continue
 				}
-				for _, ch := range kubeletChains {
+				for _, ch := range ownChains {
 					if strings.Contains(line, "-j "+ch) && !strings.HasPrefix(line, "-A "+ch+" ") {
 						args := append([]string{"-t", table, "-D"}, splitRule(strings.TrimPrefix(line, "-A "))...)
 						if out, err := exec.Command(tool, args...).CombinedOutput(); err != nil {
@@ -372,7 +426,7 @@ func cleanIptables() error {
 					}
 				}
 			}
-			for _, ch := range kubeletChains {
+			for _, ch := range ownChains {
 				if strings.Contains(string(out), ":"+ch+" ") {
 					exec.Command(tool, "-t", table, "-F", ch).Run()
 					if out, err := exec.Command(tool, "-t", table, "-X", ch).CombinedOutput(); err != nil {
