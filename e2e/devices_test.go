@@ -364,22 +364,26 @@ func waitNodeReady(t *testing.T) {
 }
 
 // A NAD whose resource the pod did not request: the sandbox fails and the
-// Warning Event names the resource.
+// Warning Event names the resource. The NAD is created after the pod, so
+// plexus-webhook could not add the request (it warns and admits).
 func TestDevicesNotRequested(t *testing.T) {
 	fakeVFPool(t)
 	ns := namespace(t, "e2e-dev-nr")
-	vfNAD(t, ns, "vf", true)
 	createPod(t, podSpec(ns, "norequest", map[string]string{networksAnnot: "vf"}))
+	waitWarning(t, ns, "norequest", ns+"/vf")
+	vfNAD(t, ns, "vf", true)
 	waitWarning(t, ns, "norequest", fakeResource, "did not request")
 }
 
 // More networks of a resource than devices allocated: the sandbox fails
-// and the Warning Event gives both counts.
+// and the Warning Event gives both counts. The NAD comes after the pod,
+// as above, or the webhook would raise the request to 2.
 func TestDevicesTooFew(t *testing.T) {
 	fakeVFPool(t)
 	ns := namespace(t, "e2e-dev-few")
-	vfNAD(t, ns, "vf", true)
 	createPod(t, withDevices(podSpec(ns, "few", map[string]string{networksAnnot: "vf,vf"}), 1))
+	waitWarning(t, ns, "few", ns+"/vf")
+	vfNAD(t, ns, "vf", true)
 	waitWarning(t, ns, "few", fakeResource, "selects 2 networks", "allocated 1")
 }
 

@@ -135,7 +135,16 @@ func TestNamespaceIsolation(t *testing.T) {
 	other := namespace(t, "e2e-iso-a")
 	ns := namespace(t, "e2e-iso-b")
 	nad(t, other, "br", bridgeNAD(cluster.LinkPrefix+"-iso", "10.55.0.0/24", false), nil)
-	createPod(t, podSpec(ns, "intruder", map[string]string{networksAnnot: other + "/br"}))
+	intruder := podSpec(ns, "intruder", map[string]string{networksAnnot: other + "/br"})
+	// plexus-webhook refuses it at create, in the agent's words.
+	_, err := env.cs.CoreV1().Pods(ns).Create(ctxFor(t, 10*time.Second), intruder, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "namespace isolation forbids") || !strings.Contains(err.Error(), other+"/br") {
+		t.Fatalf("create: %v, want the webhook's namespace isolation refusal", err)
+	}
+	// Past the webhook (as when it is down: failurePolicy Ignore), the
+	// agent refuses it at ADD.
+	withoutPodValidation(t, intruder)
+	createPod(t, intruder)
 	waitWarning(t, ns, "intruder", "namespace isolation", other+"/br")
 }
 
