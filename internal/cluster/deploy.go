@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -199,7 +201,13 @@ func (c *Cluster) WaitDaemonSet(ctx context.Context, ns, name string, timeout ti
 // adds. Until the replicas have published their CA in the caBundles, the
 // mutating webhook (failurePolicy Fail) refuses such pods.
 func (c *Cluster) WaitWebhook(ctx context.Context, timeout time.Duration) error {
-	cs, err := c.Clientset()
+	cfg, err := c.RestConfig()
+	if err != nil {
+		return err
+	}
+	// The probe's NAD does not exist: the webhook warns, as it should.
+	cfg.WarningHandler = rest.NoWarnings{}
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
