@@ -68,6 +68,8 @@ func TestWebhook(t *testing.T) {
 		allowed                         bool
 	}{
 		{"get", "k8s.cni.cncf.io", "network-attachment-definitions", "work", "net", true},
+		{"list", "k8s.cni.cncf.io", "network-attachment-definitions", "", "", true},
+		{"watch", "k8s.cni.cncf.io", "network-attachment-definitions", "", "", true},
 		{"list", "", "pods", "", "", true},
 		{"get", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "plexus-webhook", true},
 		{"patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "plexus-webhook", true},
@@ -77,7 +79,8 @@ func TestWebhook(t *testing.T) {
 		{"update", "", "secrets", systemNS, "plexus-webhook-tls", true},
 		{"create", "", "secrets", systemNS, "", true},
 
-		{"list", "k8s.cni.cncf.io", "network-attachment-definitions", "work", "", false},
+		{"create", "k8s.cni.cncf.io", "network-attachment-definitions", "work", "", false},
+		{"update", "k8s.cni.cncf.io", "network-attachment-definitions", "work", "net", false},
 		{"watch", "", "pods", "", "", false},
 		{"get", "", "pods", "work", "p", false},
 		{"patch", "", "pods", "work", "p", false},
