@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -444,13 +445,19 @@ func restartAgent(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=plexus-agent"}
 	pods, err := env.cs.CoreV1().Pods("plexus-system").List(ctx, sel)
-	if err != nil || len(pods.Items) != 1 {
-		t.Fatalf("agent pods: %v (%d)", err, len(pods.Items))
-	}
-	if err := env.cs.CoreV1().Pods("plexus-system").Delete(ctx, pods.Items[0].Name, metav1.DeleteOptions{}); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("deleted agent pod %s", pods.Items[0].Name)
+	// The pod an earlier restart replaced may still be terminating (its
+	// grace period): the DaemonSet is ready as soon as the new one is.
+	live := slices.DeleteFunc(pods.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
+	if len(live) != 1 {
+		t.Fatalf("agent pods not terminating: %d, want 1", len(live))
+	}
+	if err := env.cs.CoreV1().Pods("plexus-system").Delete(ctx, live[0].Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("deleted agent pod %s", live[0].Name)
 	if err := env.c.WaitDaemonSet(context.Background(), "plexus-system", "plexus-agent", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
