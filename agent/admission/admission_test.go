@@ -210,6 +210,7 @@ func TestMutateResources(t *testing.T) {
 		{name: "invalid resourceName warned", pod: newPod("apps", networks("badres")), want: map[string]string{},
 			warning: `"no-domain" is not an extended resource name`},
 		{name: "system namespace left alone", pod: newPod("kube-system", networks("apps/vf")), want: map[string]string{}},
+		{name: "mirror pod left alone", pod: newPod("apps", networks("vf"), annotation(source.MirrorPodAnnotation, "uid-of-the-static-pod")), want: map[string]string{}},
 		{name: "invalid selection left to validation", pod: newPod("apps", networks("vf@")), want: map[string]string{}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
