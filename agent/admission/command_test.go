@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,7 +36,13 @@ func TestRun(t *testing.T) {
 	key := write("tls.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 	kubeconfig := write("kubeconfig", []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"))
 	config := write("agent.yaml", []byte("clusterNetwork: cluster\nnamespaceIsolation: true\nkubernetes: {kubeconfig: "+kubeconfig+"}\n"))
-	args := []string{"--config", config, "--tls-cert-file", cert, "--tls-key-file", key, "--listen", "127.0.0.1:0"}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	args := []string{"--config", config, "--tls-cert-file", cert, "--tls-key-file", key, "--listen", addr}
 
 	var out bytes.Buffer
 	if err := admission.Run(context.Background(), []string{"--version"}, &out, &out); err != nil || strings.TrimSpace(out.String()) != "dev" {
@@ -58,7 +65,16 @@ func TestRun(t *testing.T) {
 	done := make(chan error, 1)
 	var log bytes.Buffer
 	go func() { done <- admission.Run(ctx, args, &log, &log) }()
-	time.Sleep(200 * time.Millisecond)
+	// Serving once its address takes connections.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook did not listen on %s within 15 s", addr)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -13,6 +13,7 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
+	nadtyped "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned/typed/k8s.cni.cncf.io/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,23 +55,34 @@ var selects = []admissionregistrationv1.MatchCondition{{Name: "selects-networks"
 
 // TestKube registers the webhooks with a real kube-apiserver, as
 // docs/webhook.md describes, and checks what it stores and refuses.
-func TestKube(t *testing.T) {
+// startAPI starts a real kube-apiserver with the NAD CRD and the
+// namespaces, and returns its admin config and clients made with warn as
+// their WarningHandler (nil: client-go's default).
+func startAPI(t *testing.T, warn rest.WarningHandler, namespaces ...string) (*apiservertest.Server, *rest.Config, kubernetes.Interface, nadtyped.K8sCniCncfIoV1Interface) {
+	t.Helper()
 	api := apiservertest.Start(t)
 	ctx := context.Background()
 	cfg := api.Config(apiservertest.AdminToken)
 	if err := apiservertest.ApplyFile(ctx, cfg, "../../deploy/crds/network-attachment-definitions.yaml", false); err != nil {
 		t.Fatal(err)
 	}
-	seen := &warnings{}
-	wcfg := rest.CopyConfig(cfg)
-	wcfg.WarningHandler = seen
-	kube := kubernetes.NewForConfigOrDie(wcfg)
-	nads := nadclient.NewForConfigOrDie(wcfg).K8sCniCncfIoV1()
-	for _, ns := range []string{"apps", "shared", "other"} {
+	ccfg := rest.CopyConfig(cfg)
+	if warn != nil {
+		ccfg.WarningHandler = warn
+	}
+	kube := kubernetes.NewForConfigOrDie(ccfg)
+	for _, ns := range namespaces {
 		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return api, cfg, kube, nadclient.NewForConfigOrDie(ccfg).K8sCniCncfIoV1()
+}
+
+func TestKube(t *testing.T) {
+	ctx := context.Background()
+	seen := &warnings{}
+	_, cfg, kube, nads := startAPI(t, seen, "apps", "shared", "other")
 	waitFor(t, "the NAD CRD served", func() bool {
 		_, err := nads.NetworkAttachmentDefinitions("apps").List(ctx, metav1.ListOptions{})
 		return err == nil
@@ -283,19 +295,8 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // server calls it over TLS (a pod's device resources injected); the
 // command stops with its context.
 func TestRunManagedTLS(t *testing.T) {
-	api := apiservertest.Start(t)
 	ctx := context.Background()
-	cfg := api.Config(apiservertest.AdminToken)
-	if err := apiservertest.ApplyFile(ctx, cfg, "../../deploy/crds/network-attachment-definitions.yaml", false); err != nil {
-		t.Fatal(err)
-	}
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	nads := nadclient.NewForConfigOrDie(cfg).K8sCniCncfIoV1()
-	for _, ns := range []string{"apps", "plexus-system"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	api, _, kube, nads := startAPI(t, nil, "apps", "plexus-system")
 	const res = "example.com/vf"
 	waitFor(t, "the NAD CRD served", func() bool {
 		n := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "vf", Annotations: map[string]string{source.ResourceNameAnnotation: res}},
@@ -351,17 +352,8 @@ func TestRunManagedTLS(t *testing.T) {
 // NAD (so with the API server stopped, too), with its resourceName, and
 // still finds a NAD the cache has not seen yet, live.
 func TestCachedNADs(t *testing.T) {
-	api := apiservertest.Start(t)
 	ctx := context.Background()
-	cfg := api.Config(apiservertest.AdminToken)
-	if err := apiservertest.ApplyFile(ctx, cfg, "../../deploy/crds/network-attachment-definitions.yaml", false); err != nil {
-		t.Fatal(err)
-	}
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	nads := nadclient.NewForConfigOrDie(cfg).K8sCniCncfIoV1()
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api, cfg, _, nads := startAPI(t, nil, "apps")
 	create := func(name string) {
 		t.Helper()
 		n := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name, Annotations: map[string]string{source.ResourceNameAnnotation: "example.com/vf"}},
