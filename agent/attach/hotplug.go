@@ -104,6 +104,9 @@ func (m *Manager) hotPlug(ctx context.Context, containerID, ifname string, pod *
 	if err := m.checkDefaultNetwork(ref, pod, rec); err != nil {
 		return nil, err
 	}
+	// Parsed without Policy.Networks' isolation check: each new element
+	// is checked on its own (attachOne), so one forbidden network fails
+	// only its attach.
 	elems, selWarnings, err := selection.Options{Mode: m.cfg.SelectionMode}.Parse(ref, pod.Annotations[source.NetworksAnnotation])
 	if err != nil {
 		return nil, err
@@ -150,8 +153,7 @@ func (m *Manager) hotPlug(ctx context.Context, containerID, ifname string, pod *
 // checkDefaultNetwork refuses a change of the default-network annotation:
 // the cluster network's interface stays what the runtime's ADD made it.
 func (m *Manager) checkDefaultNetwork(ref selection.PodRef, pod *source.Pod, rec *record.Record) error {
-	o := selection.Options{Mode: m.cfg.SelectionMode, Namespace: m.cfg.SystemNamespace}
-	override, _, err := o.ParseDefaultNetwork(ref, pod.Annotations[source.DefaultNetworkAnnotation])
+	override, _, err := m.policy().DefaultNetwork(ref, pod.Annotations[source.DefaultNetworkAnnotation])
 	if err != nil {
 		return err
 	}
